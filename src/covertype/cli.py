@@ -1,0 +1,86 @@
+"""`covertype` command line: thin commands over the stage modules."""
+
+from __future__ import annotations
+
+import typer
+
+from covertype import logs
+from covertype.settings import SettingsError, get_settings
+
+app = typer.Typer(help="covertype: the Forest Cover Type MLOps platform.", no_args_is_help=True)
+
+
+@app.callback()
+def main(log_level: str = typer.Option("INFO", help="Log level of the JSON logs on stderr.")):
+    logs.setup(log_level.upper())
+    try:
+        get_settings()
+    except SettingsError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def source(
+    host: str = typer.Option(None, help="Bind address [default: COVERTYPE_SOURCE_HOST]."),
+    port: int = typer.Option(None, help="Port [default: COVERTYPE_SOURCE_PORT]."),
+):
+    """Serve the covertype rows in rotating batches (the course's data API)."""
+    import uvicorn
+
+    from covertype.source import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.source_host,
+        port=port or settings.source_port,
+        log_config=logs.logging_config(),
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def ingest(
+    until_exhausted: bool = typer.Option(
+        False, "--until-exhausted", help="Keep collecting each new batch until all was served."
+    ),
+    every: float = typer.Option(
+        None, help="Seconds between calls with --until-exhausted [default: batch seconds / 3]."
+    ),
+):
+    """Fetch the current batch from the source API and store it in the data DB."""
+    from covertype.ingest import SourceError, ingest_once, ingest_until_exhausted
+
+    settings = get_settings()
+    try:
+        if not until_exhausted:
+            typer.echo(ingest_once(settings).summary())
+            return
+        results = ingest_until_exhausted(
+            settings, every, on_result=lambda r: typer.echo(r.summary())
+        )
+    except SourceError as error:
+        typer.echo(f"ingest failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    from covertype import db
+
+    stored = sum(r.stored for r in results)
+    quarantined = sum(r.quarantined for r in results)
+    batches = sorted({r.batch_number for r in results if r.batch_number})
+    rows, held = db.count_rows(settings.data_db)
+    typer.echo(
+        f"collection finished after {len(results)} calls: stored {stored} rows of batches "
+        f"{batches}, quarantined {quarantined}; data DB {_safe_url(settings.data_db)} now "
+        f"holds {rows} rows in cover_type and {held} in quarantine"
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,96 @@
+"""Every URL, port, path and secret of the platform, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COVERTYPE_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # Local state: SQLite files, dataset cache, source state, logs.
+    home: Path = Path(".covertype")
+
+    # Source API
+    source_data: Path | None = Field(
+        None, description="UCI 55-column covtype CSV (.gz allowed); unset: sklearn fetch_covtype"
+    )
+    source_url: str = "http://127.0.0.1:8087"
+    source_host: str = "127.0.0.1"
+    source_port: int = Field(8087, ge=1, le=65535)
+    group_number: int = Field(7, ge=1, le=10)
+    batch_seconds: float = Field(300.0, gt=0)
+
+    # Ingestion
+    data_db_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home")
+    ingest_attempts: int = Field(5, ge=1, description="tries per source call before giving up")
+    ingest_backoff_seconds: float = Field(1.0, ge=0, description="first retry wait, doubling")
+    ingest_timeout_seconds: float = Field(30.0, gt=0)
+
+    # MLflow and its artifact store (names fixed by MLflow/boto, hence no prefix)
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:8084", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
+    )
+    mlflow_port: int = Field(8084, ge=1, le=65535)
+    mlflow_s3_endpoint_url: str | None = Field(
+        None, validation_alias=AliasChoices("MLFLOW_S3_ENDPOINT_URL")
+    )
+    aws_access_key_id: str | None = Field(None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID"))
+    aws_secret_access_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
+    )
+    model_name: str = "covertype"
+    model_alias: str = "champion"
+
+    # Inference API, UI, Airflow, Locust
+    api_url: str = "http://127.0.0.1:8085"
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8085, ge=1, le=65535)
+    ui_port: int = Field(8086, ge=1, le=65535)
+    airflow_port: int = Field(8080, ge=1, le=65535)
+    locust_port: int = Field(8089, ge=1, le=65535)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        # Every process (API, CLI, Airflow task) must agree on one folder, whatever its cwd.
+        return home.expanduser().resolve()
+
+    @property
+    def data_db(self) -> str:
+        return self.data_db_url or f"sqlite:///{self.home / 'cover_type.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def source_state_path(self) -> Path:
+        return self.home / "source_state.db"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field of Settings."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias.choices[0] if alias else f"COVERTYPE_{field.upper()}"
+
+
+class SettingsError(ValueError):
+    """Settings that do not validate, each named by its environment variable."""
+
+
+@lru_cache
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [
+            f"{env_name(str(e['loc'][0]))}={e.get('input')!r}: {e['msg']}" for e in error.errors()
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,194 @@
+"""Source API: serves the covertype rows in 10 batches that rotate over time.
+
+Compatible with the course's data API. Per group 1..10: the first call starts batch 1; each
+call returns a fresh random tenth of the current batch; the first call after
+`COVERTYPE_BATCH_SECONDS` moves to the next batch (one step per call, so no batch is skipped
+by a slow collector); after the last batch's window the answer is HTTP 400 "all data was
+collected" until `/restart_data_generation`. Group state lives in a SQLite file, so a restart
+of the process resumes where it was, and `BEGIN IMMEDIATE` makes a batch move exactly once
+under concurrent calls (also across worker processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import time
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+
+from covertype import dataset, schema
+from covertype.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCHES = 10
+GROUPS = range(1, 11)
+PARTITION_SEED = 0  # the same split into batches for every group and every restart
+EXHAUSTED_DETAIL = (
+    "All data was collected for group {group}: all {batches} batches were served. "
+    "Call /restart_data_generation?group_number={group} to start again."
+)
+
+
+@dataclass(frozen=True)
+class GroupState:
+    batch_number: int  # 1..BATCHES, or BATCHES + 1 once exhausted
+    started_at: float
+
+    @property
+    def exhausted(self) -> bool:
+        return self.batch_number > BATCHES
+
+
+class StateStore:
+    """Per-group batch position, persisted in SQLite."""
+
+    def __init__(self, path: Path, batch_seconds: float):
+        self.path = path
+        self.batch_seconds = batch_seconds
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS group_state ("
+                " group_number INTEGER PRIMARY KEY,"
+                " batch_number INTEGER NOT NULL,"
+                " started_at REAL NOT NULL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def advance(self, group: int, now: float) -> GroupState:
+        """The state that serves this call, moving to the next batch when the window is over."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT batch_number, started_at FROM group_state WHERE group_number = ?",
+                    (group,),
+                ).fetchone()
+                if row is None:
+                    state = GroupState(1, now)
+                else:
+                    state = GroupState(*row)
+                    if not state.exhausted and now - state.started_at >= self.batch_seconds:
+                        state = GroupState(state.batch_number + 1, now)
+                db.execute(
+                    "INSERT OR REPLACE INTO group_state VALUES (?, ?, ?)",
+                    (group, state.batch_number, state.started_at),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return state
+
+    def restart(self, group: int, now: float) -> GroupState:
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR REPLACE INTO group_state VALUES (?, 1, ?)", (group, now))
+        return GroupState(1, now)
+
+    def all(self) -> dict[int, GroupState]:
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT * FROM group_state ORDER BY group_number").fetchall()
+        return {group: GroupState(batch, started) for group, batch, started in rows}
+
+
+def parse_group(value: str | None) -> int:
+    """The course API answers 400 (not 422) to a bad group; so do we, naming what is allowed."""
+    try:
+        group = int(value) if value is not None else None
+    except ValueError:
+        group = None
+    if group not in GROUPS:
+        got = "nothing" if value is None else repr(value)
+        allowed = f"a whole number from {GROUPS.start} to {GROUPS.stop - 1}"
+        raise HTTPException(400, f"group_number must be {allowed}; got {got}")
+    return group
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        started = time.perf_counter()
+        frame = dataset.load_dataset(settings)
+        order = np.random.default_rng(PARTITION_SEED).permutation(len(frame))
+        app.state.frame = frame
+        app.state.batches = np.array_split(order, BATCHES)
+        app.state.store = StateStore(settings.source_state_path, settings.batch_seconds)
+        log.info(
+            "source ready",
+            extra={
+                "rows": len(frame),
+                "batch_seconds": settings.batch_seconds,
+                "startup_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        yield
+
+    app = FastAPI(
+        title="covertype source API",
+        description="Covertype rows in 10 batches rotating every COVERTYPE_BATCH_SECONDS.",
+        lifespan=lifespan,
+    )
+
+    @app.get("/")
+    def root(request: Request) -> dict:
+        state = request.app.state
+        return {
+            "service": "covertype source API",
+            "serves": "UCI Covertype rows in the course format, every value a string",
+            "source": str(settings.source_data or "sklearn.datasets.fetch_covtype"),
+            "rows": len(state.frame),
+            "fields": list(schema.FIELDS),
+            "batches": BATCHES,
+            "rows_per_batch": [len(b) for b in state.batches],
+            "rows_per_call": "a random tenth of the current batch",
+            "batch_seconds": settings.batch_seconds,
+            "groups": f"{GROUPS.start}..{GROUPS.stop - 1}",
+            "group_state": {
+                g: {"batch_number": s.batch_number, "exhausted": s.exhausted}
+                for g, s in state.store.all().items()
+            },
+            "endpoints": ["/data?group_number=G", "/restart_data_generation?group_number=G"],
+        }
+
+    @app.get("/data")
+    def data(request: Request, group_number: str | None = None) -> dict:
+        group = parse_group(group_number)
+        state = request.app.state
+        current = state.store.advance(group, time.time())
+        if current.exhausted:
+            raise HTTPException(400, EXHAUSTED_DETAIL.format(group=group, batches=BATCHES))
+        batch = state.batches[current.batch_number - 1]
+        picked = np.random.default_rng().choice(
+            batch, size=math.ceil(len(batch) / 10), replace=False
+        )
+        rows = dataset.to_course_rows(state.frame.iloc[np.sort(picked)])
+        log.info(
+            "data served",
+            extra={"group_number": group, "batch_number": current.batch_number, "rows": len(rows)},
+        )
+        return {"group_number": group, "batch_number": current.batch_number, "data": rows}
+
+    @app.get("/restart_data_generation")
+    def restart(request: Request, group_number: str | None = None) -> dict:
+        group = parse_group(group_number)
+        state = request.app.state.store.restart(group, time.time())
+        log.info("group restarted", extra={"group_number": group})
+        return {
+            "ok": True,
+            "group_number": group,
+            "batch_number": state.batch_number,
+            "detail": f"group {group} restarts at batch 1",
+        }
+
+    return app
