@@ -64,6 +64,16 @@ def data_db_url(request, tmp_path) -> str:
     """An empty data DB: SQLite always; MariaDB/MySQL too when COVERTYPE_TEST_MYSQL_URL is set."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'cover_type.db'}"
+    return _mysql_database(request)
+
+
+@pytest.fixture
+def mysql_db_url(request) -> str:
+    """An empty MySQL/MariaDB database (only collected where COVERTYPE_TEST_MYSQL_URL is set)."""
+    return _mysql_database(request)
+
+
+def _mysql_database(request) -> str:
     # A database of its own per test, dropped after.
     name = f"covertype_test_{uuid.uuid4().hex[:8]}"
     server = sa.create_engine(MYSQL_URL)

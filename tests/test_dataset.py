@@ -18,8 +18,9 @@ def test_real_file_converts_to_course_format(tmp_path, real_data):
     assert set(frame[schema.WILDERNESS].unique()) <= set(schema.WILDERNESS_AREAS)
     assert set(frame[schema.SOIL].unique()) <= set(schema.SOIL_TYPES)
     assert frame[schema.LABEL].between(0, 6).all()
-    clean, rejected = schema.validate_rows(dataset.to_course_rows(frame.head(5000)))
+    clean, rejected, texts = schema.validate_rows(dataset.to_course_rows(frame.head(5000)))
     assert rejected == [] and len(clean) == 5000
+    assert texts == [",".join(r) for r in dataset.to_course_rows(frame.head(5000))]
     if len(frame) == 403_383:  # the shared file: its SOURCE.md gives the counts
         counts = frame[schema.LABEL].value_counts().sort_index().tolist()
         assert counts == [145850, 195365, 25030, 2564, 7262, 12547, 14765]

@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from covertype import db, schema
-from covertype.ingest import SourceError, fetch_batch, ingest_once, store_batch
+from covertype.ingest import Batch, SourceError, fetch_batch, ingest_once, store_batch
 from covertype.settings import Settings
+from tests.conftest import MYSQL_URL
 from tests.helpers import BIN, ScriptedSource, clean_env, free_port, run_cli
 
 GOOD = ["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "Rawah", "C7745", "4"]
@@ -234,3 +235,22 @@ def test_ingest_cli_reports_an_unreachable_source_without_a_traceback(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "failed after 1 attempts" in done.stderr
+
+
+if MYSQL_URL:  # the MySQL/MariaDB bulk path and its fallback exist only there
+
+    def test_a_server_refusing_local_infile_still_gets_every_row(mysql_db_url, caplog):
+        bulk = db.make_engine(mysql_db_url)
+        db.create_tables(bulk)
+        plain = sa.create_engine(mysql_db_url)  # client without the LOCAL INFILE capability
+        batch = Batch(7, 3, [GOOD, [*GOOD[:12], "5"]])
+        try:
+            result = store_batch(plain, batch)
+            again = store_batch(bulk, batch)  # the bulk path sees them as stored
+            stored = table_rows(bulk, db.cover_type)
+        finally:
+            plain.dispose()
+            bulk.dispose()
+        assert (result.stored, again.stored, again.duplicates) == (2, 0, 2)
+        assert len(stored) == 2
+        assert "LOAD DATA LOCAL INFILE refused, using INSERT" in caplog.messages

@@ -110,8 +110,9 @@ def test_validate_rows_splits_good_from_bad_with_the_same_messages():
         ["99", *GOOD[1:10], "Nowhere", *GOOD[11:]],  # two bad fields
         "not a row",
     ]
-    clean, rejected = schema.validate_rows(rows)
+    clean, rejected, texts = schema.validate_rows(rows)
     assert list(clean.index) == [0, 1]
+    assert texts == [",".join(map(str, GOOD)), "3000,10,5,0,0,0,0,0,0,0,Cache,C2702,0"]
     assert clean.loc[1, "Wilderness_Area"] == "Cache" and clean.loc[1, "Soil_Type"] == "C2702"
     assert clean["Elevation"].tolist() == [2596, 3000]
     by_index = {r.index: r.reason for r in rejected}
@@ -124,8 +125,8 @@ def test_validate_rows_splits_good_from_bad_with_the_same_messages():
 
 
 def test_validate_rows_of_an_empty_batch():
-    clean, rejected = schema.validate_rows([])
-    assert clean.empty and rejected == []
+    clean, rejected, texts = schema.validate_rows([])
+    assert clean.empty and rejected == [] and texts == []
     assert list(clean.columns) == list(schema.FIELDS)
 
 
@@ -135,3 +136,33 @@ def _error(field, value) -> FieldError:
     except FieldError as error:
         return error
     raise AssertionError("valid")
+
+
+def test_validate_rows_renders_non_canonical_rows_canonically():
+    sent = [
+        [" 2596", "51.0", 3, "+258", "0", "0510", "221", "232", "148", "6279", "RAWAH", "29", "4"],
+        ["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "Rawah", "C7745", "4"],
+        [{"a": 1}, ["x"], None, *GOOD[3:]],  # unhashable and null values are rejected, not raised
+    ]
+    _, rejected, texts = schema.validate_rows(sent)
+    assert texts == ["2596,51,3,258,0,510,221,232,148,6279,Rawah,C7745,4"] * 2
+    assert [r.index for r in rejected] == [2]
+    assert rejected[0].reason.startswith("Elevation: {'a': 1} is not a whole number")
+    assert "Aspect: ['x'] is not a whole number" in rejected[0].reason
+    assert "Slope: None is not a whole number" in rejected[0].reason
+
+
+def test_scalar_and_batch_validation_agree_on_every_value():
+    samples = ["12", " 12 ", "12.0", "1e3", "1_000", "-0", "+5", "0x10", "", "nan", "inf", "Rawah",
+               "29", "C7745", 12, 12.5, True, None, "4501", "-1001", "256"]  # fmt: skip
+    for j, field in enumerate(schema.FIELDS):
+        rows = [[*GOOD[:j], value, *GOOD[j + 1 :]] for value in samples]
+        clean, rejected, _ = schema.validate_rows(rows)
+        reasons = {r.index: r.reason for r in rejected}
+        for i, value in enumerate(samples):
+            try:
+                expected = schema.check_value(field, value)
+            except FieldError as error:
+                assert reasons[i] == str(error), (field, value)
+            else:
+                assert i not in reasons and clean.loc[i, field] == expected, (field, value)

@@ -34,7 +34,7 @@ def test_data_returns_a_random_tenth_of_batch_one_as_strings(source_server, smal
     assert second["batch_number"] == 1
     assert len(first["data"]) == len(second["data"]) == 20  # a tenth of 200
     assert all(isinstance(v, str) for row in first["data"] for v in row)
-    clean, rejected = schema.validate_rows(first["data"])
+    clean, rejected, _ = schema.validate_rows(first["data"])
     assert rejected == [] and len(clean) == 20
     assert keys(first["data"]) != keys(second["data"])  # a fresh sample each call
     # Every served row is a row of the dataset.

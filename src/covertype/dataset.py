@@ -41,13 +41,13 @@ def from_uci(features: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         {
-            field.name: features[:, i].astype(np.int16 if field.high < 2**15 else np.int32)
+            field.name: features[:, i].astype(field.dtype)
             for i, field in enumerate(schema.NUMERIC_FIELDS)
         }
     )
     frame[schema.WILDERNESS] = pd.Categorical.from_codes(wilderness, schema.WILDERNESS_AREAS)
     frame[schema.SOIL] = pd.Categorical.from_codes(soil, schema.SOIL_TYPES)
-    frame[schema.LABEL] = (labels - 1).astype(np.int8)
+    frame[schema.LABEL] = (labels - 1).astype(schema.LABEL_FIELD.dtype)
     return frame
 
 

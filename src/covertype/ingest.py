@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import httpx
-import pandas as pd
 from tenacity import (
     before_sleep_log,
     retry,
@@ -139,10 +138,9 @@ def _detail(response: httpx.Response) -> str:
 def store_batch(engine, batch: Batch, now: datetime | None = None) -> IngestResult:
     """Validate the rows of one batch and store them once; one transaction for all."""
     now = now or datetime.now(UTC)
-    clean, rejected = schema.validate_rows(batch.rows)
-    good = _records(clean, batch, now)
+    valid = schema.validate_rows(batch.rows)
     bad = {}
-    for item in rejected:
+    for item in valid.rejected:
         raw = json.dumps(item.row, default=str)
         key = db.row_key([raw])
         bad[key] = {
@@ -154,34 +152,18 @@ def store_batch(engine, batch: Batch, now: datetime | None = None) -> IngestResu
             "received_at": now,
         }
     with engine.begin() as conn:
-        stored = db.insert_new(conn, db.cover_type, good)
+        stored = db.store_rows(
+            conn, valid, batch_number=batch.batch_number, group_number=batch.group_number, at=now
+        )
         db.insert_new(conn, db.quarantine, list(bad.values()))
     return IngestResult(
         group_number=batch.group_number,
         batch_number=batch.batch_number,
         received=len(batch.rows),
         stored=stored,
-        duplicates=len(clean) - stored,
-        quarantined=len(rejected),
+        duplicates=len(valid.clean) - stored,
+        quarantined=len(valid.rejected),
     )
-
-
-def _records(clean: pd.DataFrame, batch: Batch, now: datetime) -> list[dict]:
-    """Frame → insert parameters, one per distinct row key (a payload may repeat a row)."""
-    values = clean[list(schema.FIELDS)].astype(object).to_numpy().tolist()
-    names = schema.FIELDS
-    records = {}
-    for row in values:
-        key = db.row_key(row)
-        record = dict(zip(names, row, strict=True))
-        record.update(
-            row_key=key,
-            batch_number=batch.batch_number,
-            group_number=batch.group_number,
-            ingested_at=now,
-        )
-        records[key] = record
-    return list(records.values())
 
 
 def ingest_once(settings: Settings | None = None, engine=None) -> IngestResult:

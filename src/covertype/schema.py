@@ -8,8 +8,10 @@ vectorised, with the same messages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,11 @@ class IntField:
     low: int
     high: int
     unit: str
+
+    @property
+    def dtype(self) -> type[np.integer]:
+        """The smallest NumPy integer that holds the range (int16 is SMALLINT in the DB)."""
+        return next(t for t in (np.int8, np.int16, np.int32) if np.iinfo(t).max >= self.high)
 
     @property
     def allowed(self) -> str:
@@ -195,40 +202,76 @@ class Rejected:
     reason: str
 
 
-def validate_rows(rows: Iterable[Sequence[object]]) -> tuple[pd.DataFrame, list[Rejected]]:
-    """Split course-format rows (13 values in FIELDS order) into a clean typed frame and
-    the rejected rows with their reasons. The frame keeps the input positions as index."""
+class Validated(NamedTuple):
+    clean: pd.DataFrame  # typed FIELDS columns; index: positions in the input
+    rejected: list[Rejected]
+    texts: list[str]  # canonical text of each clean row: its values joined by ","
+
+
+def canonical_text(values: Iterable[object]) -> str:
+    """The text that identifies a record: its canonical values, in FIELDS order."""
+    return ",".join(map(str, values))
+
+
+_STR = np.dtypes.StringDType()
+
+
+def validate_rows(rows: Iterable[Sequence[object]]) -> Validated:
+    """Split course-format rows (13 values in FIELDS order) into a clean typed frame, the
+    rejected rows with their reasons, and each clean row's canonical text. Vectorised per
+    column (a batch is 40k rows); a flagged value gets its message from `check_value`."""
     rows = list(rows)
     width = len(FIELDS)
-    expected = f"expected a list of {width} values ({', '.join(FIELDS)})"
-    rejected = [
-        Rejected(i, row, f"row {_shape(row)}; {expected}")
-        for i, row in enumerate(rows)
-        if not isinstance(row, list | tuple) or len(row) != width
-    ]
-    bad_shape = {r.index for r in rejected}
-    keep = [i for i in range(len(rows)) if i not in bad_shape]
-    raw = pd.DataFrame([rows[i] for i in keep], index=keep, columns=list(FIELDS), dtype=object)
+    reasons: dict[int, list[str]] = {}
+    raw = _as_table(rows, width)
+    if raw is not None:  # every row a list of 13 plain values: the usual batch
+        keep = np.arange(len(rows))
+    else:
+        expected = f"expected a list of {width} values ({', '.join(FIELDS)})"
+        reasons = {
+            i: [f"row {_shape(row)}; {expected}"]
+            for i, row in enumerate(rows)
+            if type(row) not in (list, tuple) or len(row) != width
+        }
+        keep = np.array([i for i in range(len(rows)) if i not in reasons], dtype=np.int64)
+        raw = np.empty((len(keep), width), dtype=object)
+        if len(keep):
+            raw[:] = [rows[i] for i in keep]
 
-    clean = pd.DataFrame(index=raw.index)
-    reasons = pd.Series("", index=raw.index, dtype=object)
-    for name in FIELDS:
-        column = raw[name]
+    columns: dict[str, np.ndarray] = {}
+    as_sent = np.ones(len(keep), dtype=bool)  # every value already in canonical form
+    for j, name in enumerate(FIELDS):
+        values = raw[:, j]
         if name in CATEGORICAL:
-            values, bad = _map_categorical(name, column)
+            columns[name], bad = _map_categorical(name, values)
+            as_sent &= values == columns[name]
         else:
-            values, bad = _check_ints(_INT_FIELDS[name], column)
-        clean[name] = values
-        for i in bad.index[bad]:
-            reasons[i] += ("; " if reasons[i] else "") + _message(name, column[i])
-    invalid = reasons != ""
-    rejected += [Rejected(i, rows[i], reasons[i]) for i in reasons.index[invalid]]
-    rejected.sort(key=lambda r: r.index)
-    clean = clean[~invalid]
-    for field in NUMERIC_FIELDS:
-        clean[field.name] = clean[field.name].astype(np.int16 if field.high < 2**15 else np.int32)
-    clean[LABEL] = clean[LABEL].astype(np.int8)
-    return clean, rejected
+            columns[name], bad, canonical = _check_ints(_INT_FIELDS[name], values)
+            as_sent &= canonical
+        for k in np.flatnonzero(bad):
+            reasons.setdefault(int(keep[k]), []).append(_message(name, values[k]))
+
+    good = ~np.isin(keep, list(reasons))
+    clean = pd.DataFrame({name: column[good] for name, column in columns.items()}, index=keep[good])
+    # Rows sent canonical (the usual case) keep their own text; the others are re-rendered.
+    sent = as_sent[good]
+    positions = keep[good].tolist()
+    texts = [",".join(rows[i]) if ok else "" for i, ok in zip(positions, sent, strict=True)]
+    redo = np.flatnonzero(~sent)
+    for k, typed in zip(redo, clean.iloc[redo].itertuples(index=False), strict=True):
+        texts[k] = canonical_text(typed)
+    rejected = [Rejected(i, rows[i], "; ".join(reasons[i])) for i in sorted(reasons)]
+    return Validated(clean, rejected, texts)
+
+
+def _as_table(rows: list, width: int) -> np.ndarray | None:
+    """rows as an n×width object array in one C call, or None if any row is not a flat
+    list of `width` values (then each row is looked at)."""
+    try:
+        table = np.array(rows, dtype=object)
+    except ValueError:  # ragged
+        return None
+    return table if table.ndim == 2 and table.shape[1] == width else None
 
 
 def _shape(row: object) -> str:
@@ -237,24 +280,51 @@ def _shape(row: object) -> str:
     )
 
 
-def _check_ints(field: IntField, column: pd.Series) -> tuple[pd.Series, pd.Series]:
-    # bool is an int to pandas; a JSON true is not a number here.
-    is_bool = column.map(lambda v: isinstance(v, bool)).astype(bool)
-    text = column.where(is_bool == False, None).astype(str).str.strip()  # noqa: E712
-    numbers = pd.to_numeric(text, errors="coerce")
-    bad = numbers.isna() | (numbers % 1 != 0) | (numbers < field.low) | (numbers > field.high)
-    return numbers.where(~bad, 0).astype(np.int64), bad
+def _to_float(value: object) -> float:
+    if isinstance(value, bool):  # a JSON true is not a number here
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
-def _map_categorical(name: str, column: pd.Series) -> tuple[pd.Series, pd.Series]:
-    mapping: dict[object, str | None] = {}
-    for value in column.unique():
+def _check_ints(field: IntField, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parsed values, which are bad, which were sent in canonical form (str(int))."""
+    if set(map(type, values)) <= {str}:
+        text = values.astype(_STR)
+        try:  # int() semantics in C: the common case of plain whole numbers
+            numbers = text.astype(np.int64)
+        except (ValueError, OverflowError):
+            pass
+        else:
+            bad = (numbers < field.low) | (numbers > field.high)
+            canonical = text == numbers.astype(_STR)
+            return np.where(bad, 0, numbers).astype(field.dtype), bad, canonical
+    # float() of every value, as _parse_int does ("2596.0", 1e3, JSON numbers, junk).
+    numbers = np.array([_to_float(v) for v in values], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = (
+            ~np.isfinite(numbers)
+            | (numbers % 1 != 0)
+            | (numbers < field.low)
+            | (numbers > field.high)
+        )
+    canonical = np.zeros(len(values), dtype=bool)
+    return np.where(bad, 0, numbers).astype(field.dtype), bad, canonical
+
+
+def _map_categorical(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # check_value reads categorical values through str(), so map each distinct text once.
+    texts = values if set(map(type, values)) <= {str} else np.array(list(map(str, values)))
+    mapping: dict[str, str | None] = {}
+    for text in pd.unique(texts):
         try:
-            mapping[value] = check_value(name, value)
+            mapping[text] = check_value(name, text)
         except FieldError:
-            mapping[value] = None
-    values = column.map(mapping)
-    return values, values.isna()
+            mapping[text] = None
+    mapped = pd.Series(texts, dtype=object).map(mapping).to_numpy(dtype=object)
+    return mapped, pd.isna(mapped)
 
 
 def _message(name: str, value: object) -> str:
