@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from covertype import db
 from covertype.settings import Settings
-from tests.helpers import ServerProcess, free_port, write_uci_file
+from tests.helpers import BIN, ServerProcess, free_port, write_uci_file
 
 MYSQL_URL = os.environ.get("COVERTYPE_TEST_MYSQL_URL")  # set by .ci/run; absent: SQLite only
 
@@ -94,4 +94,103 @@ def data_engine(data_db_url):
     engine = db.make_engine(data_db_url)
     db.create_tables(engine)
     yield engine
+    engine.dispose()
+
+
+# ---------------------------------------------------------------- MLflow
+
+S3_BUCKET = "mlflow-artifacts"
+S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # moto's
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3-compatible server on a free port, with the artifact bucket created."""
+    import boto3
+
+    tmp = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    server = ServerProcess(
+        ["-H", "127.0.0.1", "-p", str(port)],
+        env=S3_TEST_ENV,
+        cwd=tmp,
+        log_path=tmp / "moto.log",
+        program=str(BIN / "moto_server"),
+    ).start(ready_path="/moto-api/")
+    boto3.client(
+        "s3", endpoint_url=server.url, region_name="us-east-1", **_lower(S3_TEST_ENV)
+    ).create_bucket(Bucket=S3_BUCKET)
+    yield server
+    server.stop()
+
+
+def _lower(env: dict) -> dict:
+    return {k.lower(): v for k, v in env.items()}
+
+
+def start_mlflow(tmp: Path, env: dict[str, str]) -> ServerProcess:
+    """`covertype mlflow` on a free port, with the store/artifact settings in `env`."""
+    port = free_port()
+    return ServerProcess(
+        ["mlflow", "--port", str(port)],
+        env={"COVERTYPE_HOME": str(tmp / "home")} | env,
+        cwd=tmp,
+        log_path=tmp / f"mlflow-{port}.log",
+    ).start(ready_path="/health", timeout=180)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """The local-stack MLflow server: SQLite backend, artifacts in a folder, proxied."""
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow-local"), {})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["local"] + (["mysql-s3"] if MYSQL_URL else []))
+def any_mlflow_server(request, tmp_path_factory):
+    """Each MLflow set-up the platform runs: local (SQLite + folder) always; with
+    COVERTYPE_TEST_MYSQL_URL also compose's (MariaDB backend + S3 artifacts on moto)."""
+    if request.param == "local":
+        yield request.getfixturevalue("mlflow_server")
+        return
+    s3 = request.getfixturevalue("s3_server")
+    name = f"mlflow_test_{uuid.uuid4().hex[:8]}"
+    server_engine = sa.create_engine(MYSQL_URL)
+    with server_engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    backend = sa.engine.make_url(MYSQL_URL).set(database=name)
+    server = start_mlflow(
+        tmp_path_factory.mktemp("mlflow-mysql-s3"),
+        {
+            "COVERTYPE_MLFLOW_BACKEND_STORE_URI": backend.render_as_string(hide_password=False),
+            "COVERTYPE_MLFLOW_ARTIFACTS_DESTINATION": f"s3://{S3_BUCKET}/",
+            "MLFLOW_S3_ENDPOINT_URL": s3.url,
+            **S3_TEST_ENV,
+        },
+    )
+    yield server
+    server.stop()
+    _drop_database(server_engine, name)
+
+
+@pytest.fixture(scope="session")
+def real_frame(real_data, tmp_path_factory):
+    """The real rows in the course format (cached conversion)."""
+    from covertype import dataset
+
+    home = tmp_path_factory.mktemp("frame-home")
+    return dataset.load_dataset(Settings(_env_file=None, home=home, source_data=real_data))
+
+
+def fill_data_db(url: str, frame, rows: int, batches: int = 3, start: int = 0) -> None:
+    """Store `rows` real rows (from `start`) through ingest, split into `batches` batches."""
+    from covertype import dataset, ingest
+
+    engine = db.make_engine(url)
+    db.create_tables(engine)
+    course = dataset.to_course_rows(frame.iloc[start : start + rows])
+    size = -(-rows // batches)
+    for b in range(batches):
+        ingest.store_batch(engine, ingest.Batch(7, b + 1, course[b * size : (b + 1) * size]))
     engine.dispose()

@@ -48,18 +48,29 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 12
 
 
 class ServerProcess:
-    """`covertype <args>` in its own process group, logs to a file, stopped as a group."""
+    """A server command (`covertype <args>` by default) in its own process group, logs to
+    a file, stopped as a group. `port` defaults to the value after `--port`/`-p`."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path):
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        log_path: Path,
+        port: int | None = None,
+        program: str | None = None,
+    ):
         self.args, self.env, self.cwd, self.log_path = args, env, cwd, log_path
-        self.port = int(args[args.index("--port") + 1])
+        self.program = program or str(BIN / "covertype")
+        flag = "--port" if "--port" in args else "-p"
+        self.port = port or int(args[args.index(flag) + 1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def start(self, ready_path: str = "/", timeout: float = 60) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "covertype"), *self.args],
+            [self.program, *self.args],
             env=clean_env(self.env),
             cwd=self.cwd,
             stdout=log,
@@ -86,6 +97,12 @@ class ServerProcess:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (a crash, not a shutdown)."""
+        if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 

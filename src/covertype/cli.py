@@ -76,6 +76,42 @@ def ingest(
     )
 
 
+@app.command()
+def train(
+    n_iter: int = typer.Option(
+        None, "--n-iter", help="Candidates [default: COVERTYPE_TRAIN_N_ITER]."
+    ),
+    family: list[str] = typer.Option(
+        None, "--family", help="Model family to search (repeatable): lightgbm, extra_trees, svm."
+    ),
+):
+    """Random search over model families on the data DB; register; gate the champion alias."""
+    from covertype.tracking import TrackingUnreachable
+    from covertype.train import FAMILIES, TrainingError
+    from covertype.train import train as run_training
+
+    try:
+        result = run_training(get_settings(), n_iter, family or FAMILIES, progress=typer.echo)
+    except (TrainingError, TrackingUnreachable) as error:
+        typer.echo(f"train failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{result.model_name} version {result.version} ({result.family}), holdout macro F1 "
+        f"{result.holdout_macro_f1:.4f}, accuracy {result.holdout_accuracy:.4f}: {result.decision}"
+    )
+
+
+@app.command()
+def mlflow(
+    host: str = typer.Option(None, help="Bind address [default: COVERTYPE_MLFLOW_HOST]."),
+    port: int = typer.Option(None, help="Port [default: COVERTYPE_MLFLOW_PORT]."),
+):
+    """Run the MLflow tracking server with the store and artifacts of the settings."""
+    from covertype.tracking import exec_server
+
+    exec_server(get_settings(), host, port)
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -37,7 +37,20 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:8084", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
     )
+    mlflow_host: str = "127.0.0.1"
     mlflow_port: int = Field(8084, ge=1, le=65535)
+    mlflow_backend_store_uri: str | None = Field(
+        None, description="MLflow server's DB; default SQLite in home (MySQL in compose)"
+    )
+    mlflow_artifacts_destination: str | None = Field(
+        None, description="where the server keeps artifacts; default a folder in home (S3)"
+    )
+    mlflow_workers: int = Field(1, ge=1)
+    mlflow_allowed_hosts: str | None = Field(
+        None, description="Host headers the server accepts; unset: localhost and private IPs"
+    )
+    mlflow_attempts: int = Field(3, ge=1, description="tries to reach the tracking server")
+    mlflow_backoff_seconds: float = Field(2.0, ge=0)
     mlflow_s3_endpoint_url: str | None = Field(
         None, validation_alias=AliasChoices("MLFLOW_S3_ENDPOINT_URL")
     )
@@ -47,6 +60,15 @@ class Settings(BaseSettings):
     )
     model_name: str = "covertype"
     model_alias: str = "champion"
+    experiment_name: str = "covertype"
+
+    # Training
+    train_n_iter: int = Field(5, ge=1, description="candidates of the random search")
+    train_seed: int = 0
+    holdout_percent: int = Field(20, ge=1, le=50, description="rows held out, by row key")
+    validation_percent: int = Field(
+        20, ge=1, le=50, description="of the other rows, to choose the candidate"
+    )
 
     # Inference API, UI, Airflow, Locust
     api_url: str = "http://127.0.0.1:8085"
@@ -65,6 +87,14 @@ class Settings(BaseSettings):
     @property
     def data_db(self) -> str:
         return self.data_db_url or f"sqlite:///{self.home / 'cover_type.db'}"
+
+    @property
+    def mlflow_backend_store(self) -> str:
+        return self.mlflow_backend_store_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        return self.mlflow_artifacts_destination or str(self.home / "mlartifacts")
 
     @property
     def cache_dir(self) -> Path:

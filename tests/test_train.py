@@ -1,0 +1,213 @@
+"""Training against a real MLflow server process (local, and MariaDB + S3 in CI)."""
+
+import json
+import subprocess
+import sys
+import uuid
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from sklearn.metrics import f1_score
+
+from covertype import db, schema
+from covertype.settings import Settings
+from covertype.tracking import TrackingUnreachable
+from covertype.train import TrainingError, load_rows, split, train
+from tests.conftest import fill_data_db
+from tests.helpers import free_port
+
+WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
+STRONG = ("lightgbm", {"n_estimators": 150, "num_leaves": 63, "learning_rate": 0.1})
+
+
+def settings_for(tmp_path, server, **extra) -> Settings:
+    return Settings(
+        _env_file=None,
+        home=tmp_path / "home",
+        data_db_url=f"sqlite:///{tmp_path / 'data.db'}",
+        mlflow_tracking_uri=server.url,
+        model_name=f"covertype-{uuid.uuid4().hex[:6]}",
+        experiment_name=f"covertype-{uuid.uuid4().hex[:6]}",
+        mlflow_attempts=2,
+        mlflow_backoff_seconds=0.1,
+        **extra,
+    )
+
+
+def test_training_tracks_everything_and_registers_the_champion(
+    any_mlflow_server, tmp_path, real_frame
+):
+    settings = settings_for(tmp_path, any_mlflow_server)
+    fill_data_db(settings.data_db, real_frame, rows=5000, batches=3)
+    lines: list[str] = []
+    result = train(settings, n_iter=3, progress=lines.append)
+
+    assert lines[0].startswith("training on ") and "of batches 1,2,3; 3 candidates" in lines[0]
+    assert [line[:5] for line in lines[1:4]] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert result.promoted
+    assert result.decision == f"promoted: {settings.model_name} had no champion yet"
+    assert result.rows == 5000 and 700 < result.holdout_rows < 1300
+    client = MlflowClient(any_mlflow_server.url)
+
+    # Parent run: data tags, lineage input, best metrics, confusion matrix, the model.
+    parent = client.get_run(result.run_id)
+    assert parent.data.tags["data.rows"] == "5000" and parent.data.tags["data.batches"] == "1,2,3"
+    assert parent.data.metrics["holdout_macro_f1"] == pytest.approx(result.holdout_macro_f1)
+    for k in range(7):
+        assert f"holdout_f1_class_{k}" in parent.data.metrics
+    [data_input] = parent.inputs.dataset_inputs
+    assert data_input.dataset.name == "cover_type"
+    assert data_input.dataset.digest == parent.data.tags["data.content_hash"][:16]
+    assert json.loads(data_input.dataset.profile)["num_rows"] == 5000
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"confusion_matrix.png", "confusion_matrix.csv", "confusion_matrix.json"} <= artifacts
+
+    # One child run per candidate, each with its metrics and confusion matrix.
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert sorted(c.data.tags["family"] for c in children) == ["extra_trees", "lightgbm", "svm"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert {"validation_macro_f1", "holdout_accuracy", "fit_seconds"} <= set(child.data.metrics)
+        assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
+
+    # The registered version carries the gate's decision and serving metadata; alias set.
+    version = client.get_model_version_by_alias(settings.model_name, "champion")
+    assert version.version == result.version
+    assert version.tags["gate.decision"] == result.decision
+    assert version.tags["run_id"] == result.run_id
+    assert version.tags["trained_batches"] == "1,2,3"
+    model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
+    frame = load_rows(db.make_engine(settings.data_db))
+    holdout, _ = split(frame, settings)
+    predicted = model.predict(frame[holdout][list(schema.FEATURES)])
+    f1 = f1_score(frame[holdout][schema.LABEL], predicted, average="macro", labels=range(7))
+    assert f1 == pytest.approx(result.holdout_macro_f1)
+
+
+def test_the_gate_moves_the_alias_only_for_a_better_model(mlflow_server, tmp_path, real_frame):
+    settings = settings_for(tmp_path, mlflow_server)
+    fill_data_db(settings.data_db, real_frame, rows=4000, batches=2)
+    first = train(settings, candidates=[WEAK])
+    better = train(settings, candidates=[STRONG])
+    weaker = train(settings, candidates=[WEAK])
+
+    assert first.promoted and better.promoted and not weaker.promoted
+    assert better.champion_version == first.version
+    assert better.holdout_macro_f1 > better.champion_macro_f1
+    assert weaker.champion_version == better.version
+    assert weaker.decision.startswith(f"kept champion v{better.version}: its macro F1 ")
+    client = MlflowClient(mlflow_server.url)
+    assert client.get_model_version_by_alias(settings.model_name, "champion").version == (
+        better.version
+    )
+    tags = client.get_model_version(settings.model_name, weaker.version).tags
+    assert tags["gate.promoted"] == "false"
+    assert float(tags["gate.champion_macro_f1"]) == pytest.approx(weaker.champion_macro_f1)
+    assert tags["gate.champion_version"] == better.version
+    promoted_tags = client.get_model_version(settings.model_name, better.version).tags
+    assert promoted_tags["gate.promoted"] == "true"
+    assert promoted_tags["gate.decision"] == better.decision
+
+
+def test_the_champion_predicts_the_same_in_a_fresh_process(mlflow_server, tmp_path, real_frame):
+    settings = settings_for(tmp_path, mlflow_server)
+    fill_data_db(settings.data_db, real_frame, rows=4000, batches=2)
+    result = train(settings, candidates=[STRONG])
+    rows = real_frame.iloc[10000:12000][list(schema.FEATURES)]
+    rows.to_json(tmp_path / "rows.json", orient="records")
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({mlflow_server.url!r})\n"
+        f"model = mlflow.pyfunc.load_model('models:/{settings.model_name}@champion')\n"
+        f"rows = pd.read_json({str(tmp_path / 'rows.json')!r}, orient='records')\n"
+        "print(json.dumps([int(v) for v in model.predict(rows)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    here = mlflow.sklearn.load_model(f"runs:/{result.run_id}/model").predict(rows)
+    assert fresh == here.tolist()
+    assert set(fresh) <= set(range(7))
+
+
+def test_a_failed_candidate_is_recorded_and_the_search_goes_on(mlflow_server, tmp_path, real_frame):
+    settings = settings_for(tmp_path, mlflow_server)
+    fill_data_db(settings.data_db, real_frame, rows=3000, batches=1)
+    lines: list[str] = []
+    broken = ("lightgbm", {"num_leaves": 1})  # LightGBM refuses fewer than 2 leaves
+    result = train(settings, candidates=[broken, STRONG], progress=lines.append)
+    assert lines[1].startswith("[1/2] lightgbm failed: ")
+    assert result.params == STRONG[1]
+    client = MlflowClient(mlflow_server.url)
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    status = sorted((c.info.status, c.data.params.get("num_leaves")) for c in children)
+    assert status == [("FAILED", "1"), ("FINISHED", "63")]
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert "num_leaves" in failed.data.tags["error"]
+
+
+def test_every_candidate_failing_registers_nothing(mlflow_server, tmp_path, real_frame):
+    settings = settings_for(tmp_path, mlflow_server)
+    fill_data_db(settings.data_db, real_frame, rows=2000, batches=1)
+    with pytest.raises(TrainingError, match="all 1 candidates failed"):
+        train(settings, candidates=[("lightgbm", {"num_leaves": 1})])
+    assert (
+        MlflowClient(mlflow_server.url).search_model_versions(f"name = '{settings.model_name}'")
+        == []
+    )
+
+
+def test_no_rows_is_a_clear_error_and_nothing_is_registered(mlflow_server, tmp_path):
+    settings = settings_for(tmp_path, mlflow_server)
+    with pytest.raises(TrainingError, match=r"cover_type in the data DB sqlite:///.* has no rows"):
+        train(settings, n_iter=1)
+    assert (
+        MlflowClient(mlflow_server.url).search_model_versions(f"name = '{settings.model_name}'")
+        == []
+    )
+
+
+def test_a_single_class_is_a_clear_error(mlflow_server, tmp_path, real_frame):
+    settings = settings_for(tmp_path, mlflow_server)
+    one_class = real_frame[real_frame[schema.LABEL] == 3].head(300)
+    fill_data_db(settings.data_db, one_class, rows=300, batches=1)
+    with pytest.raises(TrainingError, match="300 rows of a single class \\(Cottonwood/Willow\\)"):
+        train(settings, n_iter=1)
+
+
+def test_unknown_family_names_what_is_allowed(mlflow_server, tmp_path):
+    with pytest.raises(TrainingError, match="allowed: lightgbm, extra_trees, svm"):
+        train(settings_for(tmp_path, mlflow_server), families=["xgboost"])
+
+
+def test_an_unreachable_tracking_server_fails_with_its_url(tmp_path, real_frame):
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = settings_for(tmp_path, type("S", (), {"url": url}))
+    fill_data_db(settings.data_db, real_frame, rows=1000, batches=1)
+    with pytest.raises(TrackingUnreachable, match=f"MLflow tracking server {url} unreachable"):
+        train(settings, n_iter=1)
+
+
+def test_holdout_rows_stay_held_out_as_data_grows(tmp_path, real_frame):
+    settings = Settings(_env_file=None, data_db_url=f"sqlite:///{tmp_path / 'd.db'}")
+    fill_data_db(settings.data_db, real_frame, rows=3000, batches=1)
+    engine = db.make_engine(settings.data_db)
+    before = load_rows(engine)
+    held_before = set(before["row_key"][split(before, settings)[0]])
+    fill_data_db(settings.data_db, real_frame, rows=3000, batches=1, start=3000)
+    after = load_rows(engine)
+    holdout, validation = split(after, settings)
+    held_after = set(after["row_key"][holdout])
+    assert held_before < held_after  # still held out, and new rows joined
+    assert not (holdout & validation).any()
+    assert 0.15 < holdout.mean() < 0.25  # COVERTYPE_HOLDOUT_PERCENT = 20
+    assert np.isclose(validation.sum() / (~holdout).sum(), 0.2, atol=0.05)
