@@ -112,6 +112,17 @@ def mlflow(
     exec_server(get_settings(), host, port)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address [default: COVERTYPE_SERVE_HOST]."),
+    port: int = typer.Option(None, help="Port [default: COVERTYPE_SERVE_PORT]."),
+):
+    """Serve the champion model: /predict, /predict/batch, /health, /ready, /model, /metrics."""
+    from covertype.serve import run
+
+    run(get_settings(), host, port)
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
