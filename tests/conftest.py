@@ -169,6 +169,7 @@ def any_mlflow_server(request, tmp_path_factory):
             **S3_TEST_ENV,
         },
     )
+    server.s3 = s3  # tests look in the bucket for the artifacts
     yield server
     server.stop()
     _drop_database(server_engine, name)

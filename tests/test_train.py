@@ -15,7 +15,7 @@ from covertype import db, schema
 from covertype.settings import Settings
 from covertype.tracking import TrackingUnreachable
 from covertype.train import TrainingError, load_rows, split, train
-from tests.conftest import fill_data_db
+from tests.conftest import S3_BUCKET, S3_TEST_ENV, fill_data_db
 from tests.helpers import free_port
 
 WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
@@ -80,12 +80,31 @@ def test_training_tracks_everything_and_registers_the_champion(
     assert version.tags["gate.decision"] == result.decision
     assert version.tags["run_id"] == result.run_id
     assert version.tags["trained_batches"] == "1,2,3"
+    s3 = getattr(any_mlflow_server, "s3", None)
+    if s3 is not None:  # artifacts went through the server into the S3 bucket
+        keys = {o["Key"] for o in _bucket_objects(s3)}
+        assert any(k.endswith(f"{result.run_id}/artifacts/confusion_matrix.png") for k in keys)
+        assert any(k.endswith("model.skops") for k in keys), sorted(keys)[:20]
     model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
     frame = load_rows(db.make_engine(settings.data_db))
     holdout, _ = split(frame, settings)
     predicted = model.predict(frame[holdout][list(schema.FEATURES)])
     f1 = f1_score(frame[holdout][schema.LABEL], predicted, average="macro", labels=range(7))
     assert f1 == pytest.approx(result.holdout_macro_f1)
+
+
+def _bucket_objects(s3) -> list[dict]:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.url,
+        region_name="us-east-1",
+        aws_access_key_id=S3_TEST_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET)
+    return [o for page in pages for o in page.get("Contents", [])]
 
 
 def test_the_gate_moves_the_alias_only_for_a_better_model(mlflow_server, tmp_path, real_frame):

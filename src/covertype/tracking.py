@@ -70,7 +70,9 @@ def exec_server(settings: Settings, host: str | None = None, port: int | None = 
             parents=True, exist_ok=True
         )
     log.info("starting MLflow server", extra={"command": " ".join(command)})
-    os.execvpe(command[0], command, os.environ | server_environment(settings))
+    # MLflow 3's job runner (GenAI evaluation jobs) is two more processes we never use.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    os.execvpe(command[0], command, env | server_environment(settings))
 
 
 def connect(settings: Settings):
