@@ -195,3 +195,43 @@ def fill_data_db(url: str, frame, rows: int, batches: int = 3, start: int = 0) -
     for b in range(batches):
         ingest.store_batch(engine, ingest.Batch(7, b + 1, course[b * size : (b + 1) * size]))
     engine.dispose()
+
+
+# ---------------------------------------------------------------- a served champion
+
+
+@pytest.fixture(scope="session")
+def champion(mlflow_server, tmp_path_factory, real_frame) -> dict[str, str]:
+    """A small LightGBM champion trained on real rows: its model name and version."""
+    from covertype.train import train
+
+    tmp = tmp_path_factory.mktemp("champion")
+    settings = Settings(
+        _env_file=None,
+        home=tmp / "home",
+        data_db_url=f"sqlite:///{tmp / 'data.db'}",
+        mlflow_tracking_uri=mlflow_server.url,
+        model_name=f"covertype-{uuid.uuid4().hex[:6]}",
+        experiment_name=f"covertype-{uuid.uuid4().hex[:6]}",
+    )
+    fill_data_db(settings.data_db, real_frame, rows=3000, batches=2)
+    result = train(settings, candidates=[("lightgbm", {"n_estimators": 60, "num_leaves": 31})])
+    return {"model_name": settings.model_name, "version": result.version}
+
+
+@pytest.fixture(scope="session")
+def inference_api(champion, mlflow_server, tmp_path_factory):
+    """`covertype serve` of that champion, as a real process."""
+    tmp = tmp_path_factory.mktemp("inference-api")
+    server = ServerProcess(
+        ["serve", "--port", str(free_port())],
+        env={
+            "COVERTYPE_HOME": str(tmp / "home"),
+            "MLFLOW_TRACKING_URI": mlflow_server.url,
+            "COVERTYPE_MODEL_NAME": champion["model_name"],
+        },
+        cwd=tmp,
+        log_path=tmp / "serve.log",
+    ).start(ready_path="/ready", timeout=120)
+    yield server
+    server.stop()

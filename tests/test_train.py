@@ -230,3 +230,26 @@ def test_holdout_rows_stay_held_out_as_data_grows(tmp_path, real_frame):
     assert not (holdout & validation).any()
     assert 0.15 < holdout.mean() < 0.25  # COVERTYPE_HOLDOUT_PERCENT = 20
     assert np.isclose(validation.sum() / (~holdout).sum(), 0.2, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("lightgbm", {"n_estimators": 5}),
+        ("extra_trees", {"n_estimators": 5, "max_features": 0.5, "max_samples": 0.5}),
+        ("svm", {"C": 1.0, "gamma": 0.1, "n_components": 50}),
+    ],
+)
+def test_every_family_saves_with_only_trusted_types(family, params, real_frame):
+    """skops loads nothing it was not told to trust: every type a pipeline of any family
+    holds must be sklearn's own or listed in TRUSTED_TYPES, or logging the model fails."""
+    import skops.io
+
+    from covertype.train import TRUSTED_TYPES, fit_pipeline
+
+    rows = real_frame.head(1500)
+    pipeline = fit_pipeline(
+        family, params, rows[list(schema.FEATURES)], rows[schema.LABEL].to_numpy(), 0
+    )
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    assert set(untrusted) <= set(TRUSTED_TYPES)

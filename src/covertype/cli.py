@@ -112,6 +112,17 @@ def mlflow(
     exec_server(get_settings(), host, port)
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def airflow(ctx: typer.Context):
+    """Run `airflow <args>` configured from the settings (e.g. `covertype airflow standalone`)."""
+    from covertype.orchestrate import exec_airflow
+
+    exec_airflow(get_settings(), ctx.args)
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="Bind address [default: COVERTYPE_SERVE_HOST]."),
@@ -121,6 +132,67 @@ def serve(
     from covertype.serve import run
 
     run(get_settings(), host, port)
+
+
+@app.command()
+def ui(
+    host: str = typer.Option(None, help="Bind address [default: COVERTYPE_UI_HOST]."),
+    port: int = typer.Option(None, help="Port [default: COVERTYPE_UI_PORT]."),
+):
+    """The Streamlit front end: a prediction form, CSV batches, the model card."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from covertype import ui as page
+
+    settings = get_settings()
+    streamlit = str(Path(sys.executable).parent / "streamlit")
+    command = [
+        streamlit, "run", page.__file__,
+        "--server.address", host or settings.ui_host,
+        "--server.port", str(port or settings.ui_port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
+    os.execv(streamlit, command)
+
+
+@app.command()
+def loadtest(
+    users: int = typer.Option(10, "--users", "-u", help="Concurrent simulated users."),
+    spawn_rate: float = typer.Option(10, "--spawn-rate", "-r", help="Users started per second."),
+    run_time: str = typer.Option("10s", "--run-time", "-t", help="e.g. 30s, 5m."),
+    web: bool = typer.Option(False, "--web", help="Locust's web UI (login) instead of headless."),
+    master: bool = typer.Option(False, "--master", help="Run as the master of workers."),
+    worker: bool = typer.Option(False, "--worker", help="Run as a worker of --master-host."),
+    master_host: str = typer.Option("127.0.0.1", help="The master a worker joins."),
+    expect_workers: int = typer.Option(None, help="Master: wait for this many workers."),
+):
+    """Load-test the inference API with Locust; headless prints a summary and writes reports."""
+    import os
+
+    from covertype import loadtest as lt
+
+    settings = get_settings()
+    if web or master or worker:  # long-running: become the locust process
+        command = lt.locust_command(
+            settings,
+            web=web,
+            master=master,
+            worker=worker,
+            master_host=master_host,
+            expect_workers=expect_workers,
+            users=None if web else users,
+            spawn_rate=None if web else spawn_rate,
+            run_time=None if web else run_time,
+        )
+        os.execv(command[0], command)
+    summary = lt.run_headless(settings, users, spawn_rate, run_time)
+    typer.echo(summary.table())
+    if summary.total.failures or summary.exit_code:
+        raise typer.Exit(1)
 
 
 def _safe_url(url: str) -> str:

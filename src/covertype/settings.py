@@ -74,9 +74,57 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8085"
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8085, ge=1, le=65535)
+    serve_workers: int = Field(1, ge=1, description="inference API worker processes")
+    serve_watch_seconds: float = Field(
+        10.0, gt=0, description="how often the inference API checks where the alias points"
+    )
+    serve_registry_timeout_seconds: float = Field(
+        10.0, gt=0, description="HTTP timeout of the inference API's registry calls"
+    )
+    serve_max_batch: int = Field(1000, ge=1, description="records per /predict/batch call")
+    serve_model_cache: Path | None = Field(
+        None, description="last loaded model on local disk; default a folder in home"
+    )
+    serve_access_log: str = Field(
+        "errors",
+        pattern="^(all|errors|off)$",
+        description="JSON log line per request: all, errors (4xx/5xx answers only) or off",
+    )
+    ui_host: str = "127.0.0.1"
     ui_port: int = Field(8086, ge=1, le=65535)
     airflow_port: int = Field(8080, ge=1, le=65535)
     locust_port: int = Field(8089, ge=1, le=65535)
+    locust_host: str = Field("127.0.0.1", description="where Locust's web UI listens")
+    locust_user: str = "locust"
+    locust_password: SecretStr | None = Field(
+        None, description="Locust web UI login; the web UI refuses to start without one"
+    )
+    loadtest_dir: Path | None = Field(None, description="reports; default a folder in home")
+    public_host: str = Field(
+        "127.0.0.1", description="host name the UI's links to the other services use"
+    )
+    minio_console_port: int = Field(8083, ge=1, le=65535)
+
+    # Airflow
+    airflow_host: str = "127.0.0.1"
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: SecretStr | None = Field(
+        None, description="unset: Airflow generates one on first start and prints it"
+    )
+    airflow_db_url: str | None = Field(
+        None, description="metadata DB; default SQLite in home (PostgreSQL in compose)"
+    )
+    airflow_executor: str = Field("LocalExecutor", description="CeleryExecutor in compose")
+    airflow_broker_url: str | None = Field(None, description="Celery broker (Redis in compose)")
+    airflow_parallelism: int = Field(4, ge=1, description="task instances running at once")
+    collect_margin_seconds: float = Field(
+        30.0, ge=0, description="added to batch_seconds: the collection DAG's interval"
+    )
+    collect_timeout_seconds: float = Field(300.0, gt=0, description="one collection try")
+    collect_probe_seconds: float = Field(
+        3600.0, ge=0, description="how often a paused (source exhausted) collection asks again"
+    )
+    train_timeout_seconds: float = Field(7200.0, gt=0, description="one training DAG try")
 
     @field_validator("home")
     @classmethod
@@ -99,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def serve_model_cache_dir(self) -> Path:
+        return self.serve_model_cache or self.home / "serve-cache"
 
     @property
     def source_state_path(self) -> Path:

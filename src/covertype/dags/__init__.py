@@ -1,0 +1,1 @@
+"""The platform's workflows; the scheduler reads this folder (see covertype.orchestrate)."""

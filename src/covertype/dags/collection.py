@@ -1,0 +1,100 @@
+"""
+### Collection: one batch of the source API into the data DB, every batch window
+
+Each run calls `covertype.ingest.ingest_once` once (what `covertype ingest` does): it fetches
+the source's current batch, validates it and stores every new row once in `cover_type`
+(invalid rows in `cover_type_quarantine`). Runs come every `COVERTYPE_BATCH_SECONDS` +
+`COVERTYPE_COLLECT_MARGIN_SECONDS`, one at a time, without catch-up: the source moves on one
+batch at the first call after a window and never skips one, so each run gets the next batch.
+
+- **collect** fetches and stores; retried with exponential backoff, bounded by
+  `COVERTYPE_COLLECT_TIMEOUT_SECONDS` per try. Storing is idempotent: a retry stores only
+  what is missing. XCom: received, stored, duplicates, quarantined, batch number.
+- **publish_cover_type** updates the Asset `cover_type` (extra: batch, rows stored, ...),
+  which schedules the training DAG; skipped when the run stored no new rows.
+
+When the source says all data was collected, the run ends without failing (both tasks
+skipped) and collection pauses: the Airflow Variable `covertype_collection_paused` records it,
+and later runs skip **collect** without calling the source, except one every
+`COVERTYPE_COLLECT_PROBE_SECONDS` that asks again (restarted source, new data). Trigger with
+`resume: true` to ask at once. The pause ends as soon as the source serves rows again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DeltaTriggerTimetable, Param, dag, task
+
+from covertype import orchestrate
+from covertype.settings import get_settings
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+COVER_TYPE = orchestrate.cover_type_asset()
+
+
+@dag(
+    dag_id=orchestrate.COLLECT_DAG,
+    schedule=DeltaTriggerTimetable(orchestrate.collect_interval(settings)),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    params={
+        "resume": Param(
+            False, type="boolean", description="Ask the source now even if collection is paused."
+        )
+    },
+    doc_md=__doc__,
+    tags=["covertype"],
+)
+def covertype_collect():
+    @task(
+        retries=3,
+        retry_delay=timedelta(seconds=15),
+        retry_exponential_backoff=2.0,
+        max_retry_delay=timedelta(minutes=5),
+        execution_timeout=timedelta(seconds=settings.collect_timeout_seconds),
+    )
+    def collect(params: dict | None = None) -> dict:
+        from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from covertype.ingest import ingest_once
+
+        current = get_settings()
+        marker = Variable.get(orchestrate.PAUSE_VARIABLE, default=None, deserialize_json=True)
+        if reason := orchestrate.paused_reason(marker, current, resume=params["resume"]):
+            raise AirflowSkipException(reason)
+        result = ingest_once(current)
+        log.info(result.summary())
+        if result.exhausted:
+            marker = orchestrate.pause_marker(current, result.detail, marker)
+            Variable.set(orchestrate.PAUSE_VARIABLE, marker, serialize_json=True)
+            raise AirflowSkipException(
+                f"{result.detail} Collection paused until the source serves rows again."
+            )
+        if marker is not None:
+            Variable.delete(orchestrate.PAUSE_VARIABLE)
+            log.info("the source serves rows again: collection resumed")
+        return result.as_dict()
+
+    @task(outlets=[COVER_TYPE])
+    def publish_cover_type(result: dict, outlet_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not result["stored"]:
+            # No event, so no training for rows it has already seen.
+            raise AirflowSkipException("no new rows stored: cover_type unchanged")
+        extra = {
+            key: result[key]
+            for key in ("group_number", "batch_number", "stored", "duplicates", "quarantined")
+        }
+        outlet_events[COVER_TYPE].extra = extra
+        return extra
+
+    publish_cover_type(collect())
+
+
+covertype_collect()

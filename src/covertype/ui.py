@@ -1,0 +1,289 @@
+"""Streamlit front end of the inference API: one prediction, a CSV batch, the model card.
+
+Run with `covertype ui` (port COVERTYPE_UI_PORT). Every value the form can send is valid by
+construction (bounded numbers, the canonical vocabularies); a CSV batch is checked row by row
+with the schema module, invalid rows are reported and the valid ones still predicted.
+Query parameters prefill the form (`?Elevation=3000&Soil_Type=C7745`) and `predict=1`
+predicts at once, so a prediction can be shared as a link.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import streamlit as st
+
+from covertype import schema
+from covertype.settings import Settings
+
+# A real row (the first of the shared covtype file; Spruce/Fir): the form's defaults.
+DEFAULT_RECORD = {
+    "Elevation": 3156, "Aspect": 287, "Slope": 7, "Horizontal_Distance_To_Hydrology": 579,
+    "Vertical_Distance_To_Hydrology": 9, "Horizontal_Distance_To_Roadways": 2844,
+    "Hillshade_9am": 200, "Hillshade_Noon": 240, "Hillshade_3pm": 179,
+    "Horizontal_Distance_To_Fire_Points": 283, "Wilderness_Area": "Commanche",
+    "Soil_Type": "C7756",
+}  # fmt: skip
+LABELS = {
+    "Horizontal_Distance_To_Hydrology": "Horizontal distance to water (m)",
+    "Vertical_Distance_To_Hydrology": "Vertical distance to water (m)",
+    "Horizontal_Distance_To_Roadways": "Distance to roadways (m)",
+    "Horizontal_Distance_To_Fire_Points": "Distance to fire points (m)",
+}
+
+
+class ApiError(Exception):
+    """The API could not answer; the message is for the page."""
+
+
+def soil_label(code: str) -> str:
+    number = schema.SOIL_TYPES.index(code) + 1
+    return f"UCI soil {number} · ELU {code}"
+
+
+def links(settings: Settings) -> dict[str, str]:
+    host = settings.public_host
+    return {
+        "Inference API docs": f"{settings.api_url}/docs",
+        "MLflow": f"http://{host}:{settings.mlflow_port}",
+        "Airflow": f"http://{host}:{settings.airflow_port}",
+        "MinIO console": f"http://{host}:{settings.minio_console_port}",
+        "Locust": f"http://{host}:{settings.locust_port}",
+    }
+
+
+def call(settings: Settings, method: str, path: str, **kwargs) -> object:
+    """The API's JSON answer, or ApiError with what went wrong in words."""
+    url = f"{settings.api_url}{path}"
+    try:
+        response = httpx.request(method, url, timeout=30, **kwargs)
+    except httpx.HTTPError as error:
+        raise ApiError(
+            f"The inference API at {settings.api_url} is not reachable ({error})."
+        ) from None
+    if response.status_code == 503:
+        raise ApiError(f"No model is served yet: {_detail(response)}")
+    if response.status_code == 422:
+        problems = response.json().get("detail", [])
+        raise ApiError("Invalid input: " + "; ".join(p.get("msg", str(p)) for p in problems))
+    if response.status_code != 200:
+        raise ApiError(f"The inference API answered {response.status_code}: {_detail(response)}")
+    return response.json()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text
+
+
+# ---------------------------------------------------------------- batch
+
+
+def read_batch(data: bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A CSV of records → (valid records, normalised; errors: row, field, reason). Rows are
+    numbered as in the file (the header is line 1, the first record row 2)."""
+    frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    frame.columns = [c.strip() for c in frame.columns]
+    missing = [name for name in schema.FEATURES if name not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the CSV lacks the column(s) {', '.join(missing)}; it needs a header with "
+            f"{', '.join(schema.FEATURES)}"
+        )
+    valid, errors = [], []
+    for i, row in enumerate(frame[list(schema.FEATURES)].to_dict("records")):
+        try:
+            valid.append({"row": i + 2, **schema.validate_record(row)})
+        except schema.RecordError as error:
+            errors += [{"row": i + 2, "field": e.field, "reason": str(e)} for e in error.errors]
+    return (
+        pd.DataFrame(valid, columns=["row", *schema.FEATURES]),
+        pd.DataFrame(errors, columns=["row", "field", "reason"]),
+    )
+
+
+def predict_batch(settings: Settings, valid: pd.DataFrame) -> pd.DataFrame:
+    answers: list[dict] = []
+    records = valid[list(schema.FEATURES)].to_dict("records")
+    for start in range(0, len(records), settings.serve_max_batch):
+        chunk = records[start : start + settings.serve_max_batch]
+        answers += call(settings, "POST", "/predict/batch", json=chunk)
+    result = valid.copy()
+    result["cover_type"] = [a["cover_type"] for a in answers]
+    result["cover_type_name"] = [a["cover_type_name"] for a in answers]
+    result["model_version"] = [a["model_version"] for a in answers]
+    return result
+
+
+# ---------------------------------------------------------------- page
+
+
+def form_defaults() -> dict:
+    """DEFAULT_RECORD, overridden by valid query parameters."""
+    values = dict(DEFAULT_RECORD)
+    for name in schema.FEATURES:
+        if name in st.query_params:
+            try:
+                values[name] = schema.check_value(name, st.query_params[name])
+            except schema.FieldError as error:
+                st.warning(f"Query parameter ignored: {error}")
+    return values
+
+
+def predict_tab(settings: Settings) -> None:
+    defaults = form_defaults()
+    with st.form("record"):
+        columns = st.columns(3)
+        record: dict[str, object] = {}
+        for i, field in enumerate(schema.NUMERIC_FIELDS):
+            label = LABELS.get(field.name, field.name.replace("_", " "))
+            record[field.name] = columns[i % 3].number_input(
+                f"{label} [{field.low}, {field.high}]",
+                min_value=field.low,
+                max_value=field.high,
+                value=int(defaults[field.name]),
+                step=1,
+                key=field.name,
+            )
+        record[schema.WILDERNESS] = columns[1].selectbox(
+            "Wilderness area",
+            schema.WILDERNESS_AREAS,
+            index=schema.WILDERNESS_AREAS.index(defaults[schema.WILDERNESS]),
+            key=schema.WILDERNESS,
+        )
+        record[schema.SOIL] = columns[2].selectbox(
+            "Soil type",
+            schema.SOIL_TYPES,
+            index=schema.SOIL_TYPES.index(defaults[schema.SOIL]),
+            format_func=soil_label,
+            key=schema.SOIL,
+        )
+        submitted = st.form_submit_button("Predict", type="primary")
+    if submitted or st.query_params.get("predict") == "1":
+        try:
+            answer = call(settings, "POST", "/predict", json=record)
+        except ApiError as error:
+            st.error(str(error))
+            return
+        st.success(
+            f"**{answer['cover_type_name']}** — class {answer['cover_type']}, "
+            f"model version {answer['model_version']}"
+        )
+
+
+def batch_tab(settings: Settings) -> None:
+    st.write(
+        f"A CSV with a header naming the 12 fields ({', '.join(schema.FEATURES)}); other "
+        "columns (e.g. Cover_Type) are ignored. Invalid rows are listed, the others predicted."
+    )
+    upload = st.file_uploader("Records (CSV)", type=["csv"], key="batch")
+    if upload is None:
+        return
+    try:
+        valid, errors = read_batch(upload.getvalue())
+    except (ValueError, pd.errors.ParserError) as error:
+        st.error(f"Cannot read {upload.name}: {error}")
+        return
+    if not errors.empty:
+        st.warning(f"{errors['row'].nunique()} invalid row(s), not predicted:")
+        st.dataframe(errors, hide_index=True)
+    if valid.empty:
+        st.info("No valid rows to predict.")
+        return
+    try:
+        result = predict_batch(settings, valid)
+    except ApiError as error:
+        st.error(str(error))
+        return
+    st.success(f"{len(result)} row(s) predicted by model version {result['model_version'][0]}.")
+    st.dataframe(result, hide_index=True)
+    st.download_button(
+        "Download predictions (CSV)",
+        result.to_csv(index=False).encode(),
+        file_name="predictions.csv",
+        mime="text/csv",
+    )
+
+
+def model_tab(settings: Settings) -> None:
+    try:
+        model = call(settings, "GET", "/model")
+    except ApiError as error:
+        st.error(str(error))
+        return
+    metrics = model.get("metrics") or {}
+    st.subheader(f"{model['name']} version {model['version']} (alias {model['alias']})")
+    left, middle, right = st.columns(3)
+    left.metric("Holdout accuracy", _fmt(metrics.get("holdout_accuracy")))
+    middle.metric("Holdout macro F1", _fmt(metrics.get("holdout_macro_f1")))
+    right.metric("Trained on rows", model.get("trained_rows") or "–")
+    st.write(
+        f"Family **{model.get('family') or '–'}**, trained {model.get('trained_at') or '–'} on "
+        f"batches {model.get('trained_batches') or '–'}; run `{model['run_id']}`."
+    )
+    if model.get("gate_decision"):
+        st.caption(f"Gate: {model['gate_decision']}")
+    per_class, image = mlflow_details(settings, model["run_id"])
+    if per_class is None:
+        st.info(f"Per-class metrics and the confusion matrix come from MLflow: {image}")
+        return
+    st.dataframe(per_class)
+    st.image(image, caption="Holdout confusion matrix")
+
+
+def mlflow_details(settings: Settings, run_id: str):
+    """(per-class table, confusion matrix PNG bytes) from the run, or (None, why not)."""
+    import os
+
+    from mlflow import MlflowClient
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        client = MlflowClient(settings.mlflow_tracking_uri)
+        run_metrics = client.get_run(run_id).data.metrics
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, "confusion_matrix.png", tmp)
+            image = Path(path).read_bytes()
+    except Exception as error:  # any failure of the registry is a message in the page
+        return None, f"{settings.mlflow_tracking_uri} did not answer ({type(error).__name__})."
+    table = pd.DataFrame(
+        {
+            what: [run_metrics.get(f"holdout_{what}_class_{k}") for k in range(7)]
+            for what in ("precision", "recall", "f1")
+        },
+        index=list(schema.COVER_TYPE_NAMES),
+    )
+    return table.round(4), image
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "–"
+
+
+def main() -> None:
+    settings = Settings()
+    st.set_page_config(page_title="covertype", page_icon="🌲", layout="wide")
+    st.title("Forest cover type")
+    with st.sidebar:
+        st.header("Services")
+        for name, url in links(settings).items():
+            st.markdown(f"- [{name}]({url})")
+        st.caption(f"Inference API: {settings.api_url}")
+    predict, batch, card = st.tabs(["Predict", "Batch (CSV)", "Model card"])
+    with predict:
+        predict_tab(settings)
+    with batch:
+        batch_tab(settings)
+    with card:
+        model_tab(settings)
+
+
+if __name__ == "__main__":  # how `streamlit run` executes the file
+    main()
