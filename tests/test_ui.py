@@ -137,7 +137,7 @@ def test_links_are_built_from_the_settings(monkeypatch):
     assert "[MLflow](http://forest.example:8084)" in sidebar
     assert "[MinIO console](http://forest.example:8083)" in sidebar
     assert "[Locust](http://forest.example:8089)" in sidebar
-    assert "[Inference API docs](http://api.example:8085/docs)" in sidebar
+    assert "[Inference API docs](http://forest.example:8085/docs)" in sidebar
 
 
 def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path, champion):
@@ -165,8 +165,10 @@ def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path
         browser.get(f"{app.url}/?predict=1&Elevation=2590&Soil_Type=29")
         expected = f"model version {champion['version']}"
         WebDriverWait(browser, 60).until(  # the answer, and the form drawn around it
-            lambda b: expected in b.find_element(By.TAG_NAME, "body").text
-            and len(b.find_elements(By.CSS_SELECTOR, "input[type=number]")) == 10
+            lambda b: (
+                expected in b.find_element(By.TAG_NAME, "body").text
+                and len(b.find_elements(By.CSS_SELECTOR, "input[type=number]")) == 10
+            )
         )
         assert "Elevation [1000, 4500]" in browser.find_element(By.TAG_NAME, "body").text
         SCREENSHOTS.mkdir(exist_ok=True)

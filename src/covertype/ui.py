@@ -48,7 +48,8 @@ def soil_label(code: str) -> str:
 def links(settings: Settings) -> dict[str, str]:
     host = settings.public_host
     return {
-        "Inference API docs": f"{settings.api_url}/docs",
+        # The API's own URL may be a service name (compose, k8s) a browser cannot reach.
+        "Inference API docs": f"http://{host}:{settings.serve_port}/docs",
         "MLflow": f"http://{host}:{settings.mlflow_port}",
         "Airflow": f"http://{host}:{settings.airflow_port}",
         "MinIO console": f"http://{host}:{settings.minio_console_port}",

@@ -1,0 +1,436 @@
+"""Inference API speed against its anchors: same model version, same machine, one run.
+
+    apt-get install -y wrk                       # once (Debian); the script checks for it
+    .venv/bin/python benchmarks/bench_serve.py   # ~10 min: trains, then 3 servers × 3 loads
+
+Three servers, started one at a time (the others stopped), each warmed up and then loaded by
+wrk (a C load generator; Locust would compete for the 2 cores) for `--duration` seconds at
+1, 8 and 32 connections, POST bodies cycling over 100 real rows:
+
+  (a) bare FastAPI: validate the record with a plain pydantic model, return a constant
+      (`async def`, same uvicorn, no access log): the web stack's ceiling;
+  (b) `mlflow models serve` of the same registered version (`--env-manager local`);
+  (c) `covertype serve`, our /predict, with the settings' defaults (access log of
+      4xx/5xx answers only; `--access-log all` logs every request).
+
+The model: a scratch MLflow server and data DB in a temporary folder, `--rows` real rows
+(COVERTYPE_SOURCE_DATA) stored through ingest, one LightGBM version trained by
+`covertype.train` like the serving anchors' model (500 trees × 127 leaves × 7 classes on
+~58k training rows; minutes on a busy machine: `--state DIR` keeps it for the next run).
+`--tracking-uri URL --model NAME --version V` benchmarks an existing version instead.
+Also measured in-process: one-row predict time of the served version (our record → class
+path, the booster alone, the logged pipeline on a one-row DataFrame).
+
+Targets at 8 connections, same workers for every server: (c) ≥ 10× (b)'s requests/s;
+(c) p99 ≤ 10 ms; (c) ≥ 70% of the model's limit 1 / (1/(a)'s req/s + predict time / workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+from pydantic import create_model
+
+from covertype import dataset, db, ingest, schema
+from covertype.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+ANCHOR = {"n_estimators": 500, "num_leaves": 127, "learning_rate": 0.1}
+BODIES = 100
+
+LUA = """
+local bodies = {%(bodies)s}
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%.1f %%.1f\\n", summary.requests,
+    summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# ---------------------------------------------------------------- anchor (a): the ceiling
+
+
+# The record with plain pydantic types (module level: FastAPI resolves annotations here).
+Row = create_model(
+    "Row",
+    **{name: (int, ...) for name in schema.NUMERIC},
+    **{name: (str, ...) for name in schema.CATEGORICAL},
+)
+
+
+def bare_app():
+    """FastAPI validating the record with plain pydantic types, answering a constant."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    answer = {"cover_type": 1, "cover_type_name": "Lodgepole Pine", "model_version": "0"}
+
+    @app.post("/predict")
+    async def predict(row: Row) -> dict:  # type: ignore[valid-type]
+        return answer
+
+    return app
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Server:
+    """A server command in its own process group, log to a file, stopped as a group."""
+
+    def __init__(self, name: str, command: list[str], env: dict, log: Path, port: int):
+        self.name, self.command, self.env, self.log, self.port = name, command, env, log, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready: str, timeout: float = 300) -> Server:
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            self.command,
+            # `mlflow models serve` runs `uvicorn` from PATH: the venv's.
+            env=os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"} | self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + ready, timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(
+            f"{self.name} not ready after {timeout}s: {self.log.read_text()[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- load
+
+
+@dataclass
+class Point:
+    server: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def wrk(url: str, path: str, bodies: list[str], connections: int, seconds: int, tmp: Path):
+    """One wrk run; (requests/s, p50 ms, p99 ms, errors: socket + non-2xx)."""
+    script = tmp / f"bench-{uuid.uuid4().hex[:6]}.lua"
+    quoted = ", ".join(json.dumps(b) for b in bodies)  # JSON strings are valid Lua strings
+    script.write_text(LUA % {"bodies": quoted, "path": path})
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s",
+         str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )  # fmt: skip
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    requests, micros, socket_errors, status_errors, p50, p99 = line.split()[1:]
+    return (
+        int(requests) / (int(micros) / 1e6),
+        float(p50) / 1000,
+        float(p99) / 1000,
+        int(socket_errors) + int(status_errors),
+    )
+
+
+def measure(server: Server, path: str, bodies: list[str], args, tmp: Path) -> list[Point]:
+    say(f"{server.name}: warm-up {args.warmup}s")
+    wrk(server.url, path, bodies, 8, args.warmup, tmp)
+    points = []
+    for c in args.connections:
+        rps, p50, p99, errors = wrk(server.url, path, bodies, c, args.duration, tmp)
+        say(f"{server.name}: {c} connections: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        points.append(Point(server.name, c, rps, p50, p99, errors))
+    return points
+
+
+# ---------------------------------------------------------------- the model
+
+
+def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]:
+    """(tracking URI, model name, version, the scratch MLflow server or None). With
+    `--state DIR` the scratch registry lives there and a second run reuses its model."""
+    if args.tracking_uri:
+        return args.tracking_uri, args.model, args.version, None
+    from covertype.train import train
+
+    state = Path(args.state).resolve() if args.state else tmp
+    state.mkdir(parents=True, exist_ok=True)
+    home, done = state / "home", state / "trained.json"
+    port = free_port()
+    mlflow_server = Server(
+        "mlflow",
+        [str(BIN / "covertype"), "mlflow", "--port", str(port)],
+        {"COVERTYPE_HOME": str(home)},
+        tmp / "mlflow.log",
+        port,
+    ).start("/health")
+    if done.is_file():
+        trained = json.loads(done.read_text())
+        say(f"reusing {trained['model']} version {trained['version']} from {state}")
+        return mlflow_server.url, trained["model"], trained["version"], mlflow_server
+    settings = Settings(
+        home=home,
+        data_db_url=f"sqlite:///{state / 'data.db'}",
+        mlflow_tracking_uri=mlflow_server.url,
+        model_name="covertype-bench",
+        experiment_name="covertype-bench",
+    )
+    engine = db.make_engine(settings.data_db)
+    db.create_tables(engine)
+    course = dataset.to_course_rows(frame.iloc[: args.rows])
+    for b, part in enumerate(np.array_split(np.arange(len(course)), 3), 1):
+        ingest.store_batch(engine, ingest.Batch(7, b, [course[i] for i in part]))
+    engine.dispose()
+    say(f"training LightGBM {ANCHOR} on {args.rows:,} stored rows ...")
+    started = time.perf_counter()
+    result = train(settings, candidates=[("lightgbm", ANCHOR)])
+    say(f"version {result.version} trained in {time.perf_counter() - started:.0f}s")
+    done.write_text(json.dumps({"model": settings.model_name, "version": result.version}))
+    return mlflow_server.url, settings.model_name, result.version, mlflow_server
+
+
+def in_process(tracking_uri: str, name: str, version: str, records: list[dict], tmp: Path):
+    """Median one-row predict times (µs): ours, the booster alone, the logged pipeline."""
+    import mlflow.artifacts
+    from threadpoolctl import threadpool_limits
+
+    from covertype.serve.fast import FastPredictor, records_frame
+    from covertype.serve.model import load_pipeline
+
+    threadpool_limits(1)
+    folder = mlflow.artifacts.download_artifacts(
+        f"models:/{name}/{version}", dst_path=str(tmp / "model"), tracking_uri=tracking_uri
+    )
+    pipeline = load_pipeline(Path(folder))
+    fast = FastPredictor(pipeline)
+    frames = [records_frame([r]) for r in records]
+    matrices = [fast.encode([r]) for r in records]
+
+    def median_us(call, n: int) -> float:
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            call(i % len(records))
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1e6
+
+    for i in range(50):  # warm caches
+        fast.predict_one(records[i % len(records)])
+    ours = median_us(lambda i: fast.predict_one(records[i]), 2000)
+    model = median_us(lambda i: fast.model.predict(matrices[i]), 2000)
+    whole = median_us(lambda i: pipeline.predict(frames[i]), 300)
+    estimator = pipeline.steps[-1][1]
+    if hasattr(estimator, "booster_"):
+        size = f", {estimator.booster_.num_trees()} trees"
+    elif hasattr(estimator, "estimators_"):
+        size = f", {len(estimator.estimators_)} trees"
+    else:
+        size = ""
+    return ours, model, whole, type(estimator).__name__ + size
+
+
+# ---------------------------------------------------------------- main
+
+
+def say(line: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {line}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, every server")
+    parser.add_argument("--duration", type=int, default=30, help="seconds measured per point")
+    parser.add_argument("--warmup", type=int, default=10, help="seconds of warm-up per server")
+    parser.add_argument("--connections", default="1,8,32", help="comma-separated")
+    parser.add_argument("--rows", type=int, default=90_000, help="rows stored to train on")
+    parser.add_argument("--tracking-uri", help="benchmark an existing version instead")
+    parser.add_argument("--model", default="covertype")
+    parser.add_argument("--version")
+    parser.add_argument(
+        "--access-log", choices=["all", "errors", "off"], help="(c)'s access log [settings]"
+    )
+    parser.add_argument("--state", help="keep the scratch registry here; a rerun reuses it")
+    args = parser.parse_args()
+    args.connections = [int(c) for c in args.connections.split(",")]
+    if args.tracking_uri and not args.version:
+        parser.error("--tracking-uri needs --version")
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: install it with `apt-get install -y wrk` (Debian/Ubuntu)")
+
+    settings = Settings()
+    frame = dataset.load_dataset(settings)
+    sample = frame.iloc[-BODIES:]  # real rows the model did not train on
+    records = [
+        {name: (int(v) if name in schema.NUMERIC else str(v)) for name, v in row.items()}
+        for row in sample[list(schema.FEATURES)].to_dict("records")
+    ]
+    ours_bodies = [json.dumps(r) for r in records]
+    mlflow_bodies = [json.dumps({"dataframe_records": [r]}) for r in records]
+    load_before = os.getloadavg()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    servers: list[Server] = []
+    try:
+        uri, name, version, scratch = prepare_model(args, tmp, frame)
+        if scratch:
+            servers.append(scratch)
+        ours_us, model_us, pipeline_us, model_kind = in_process(uri, name, version, records, tmp)
+        say(f"in-process one-row predict: ours {ours_us:.0f} µs, model {model_us:.0f} µs")
+
+        w = str(args.workers)
+        common = {"MLFLOW_TRACKING_URI": uri}
+        runs = [
+            (
+                "(a) bare FastAPI, constant",
+                [str(BIN / "uvicorn"), "--factory", "bench_serve:bare_app", "--app-dir",
+                 str(HERE), "--workers", w, "--no-access-log", "--log-level", "warning"],
+                {}, "/openapi.json", "/predict", ours_bodies,
+            ),
+            (
+                "(b) mlflow models serve",
+                [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{name}/{version}",
+                 "--env-manager", "local", "--workers", w, "-h", "127.0.0.1"],
+                common, "/ping", "/invocations", mlflow_bodies,
+            ),
+            (
+                "(c) covertype serve /predict",
+                [str(BIN / "covertype"), "serve"],
+                common | {
+                    "COVERTYPE_HOME": str(tmp / "serve-home"),
+                    "COVERTYPE_MODEL_NAME": name,
+                    "COVERTYPE_MODEL_ALIAS": "champion",
+                    "COVERTYPE_SERVE_WORKERS": w,
+                },
+                "/ready", "/predict", ours_bodies,
+            ),
+        ]  # fmt: skip
+        if args.access_log:
+            runs[2][2]["COVERTYPE_SERVE_ACCESS_LOG"] = args.access_log
+        if args.tracking_uri:  # an existing version: serve exactly it through an alias
+            from mlflow import MlflowClient
+
+            alias = "bench-" + uuid.uuid4().hex[:6]
+            MlflowClient(uri).set_registered_model_alias(name, alias, version)
+            runs[2][2]["COVERTYPE_MODEL_ALIAS"] = alias
+        points: list[Point] = []
+        for label, command, env, ready, path, bodies in runs:
+            port = free_port()
+            server = Server(label, [*command, "--port", str(port)], env, tmp / f"{port}.log", port)
+            servers.append(server)
+            server.start(ready)
+            try:
+                points += measure(server, path, bodies, args, tmp)
+            finally:
+                server.stop()
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    report(points, args, ours_us, model_us, pipeline_us, model_kind, load_before, version)
+
+
+def report(points, args, ours_us, model_us, pipeline_us, model_kind, load_before, version):
+    load_after = os.getloadavg()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0]
+    print()
+    print(
+        f"covertype serve benchmark, {datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores "
+        f"({platform.machine()}), load average {load_before[0]:.1f} before / "
+        f"{load_after[0]:.1f} after; {wrk_version.strip()}, 1 thread, {args.warmup} s warm-up "
+        f"per server, {args.duration} s per point, bodies cycling over {BODIES} real rows; "
+        f"{args.workers} worker(s) per server; model version {version}: {model_kind}"
+    )
+    print()
+    print("| server | conns | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for p in points:
+        print(
+            f"| {p.server} | {p.connections} | {p.rps:,.0f} | {p.p50_ms:.2f} | "
+            f"{p.p99_ms:.2f} | {p.errors} |"
+        )
+    print()
+    print(
+        f"In-process one-row predict (median of 2,000 calls): ours, record → class "
+        f"{ours_us:.0f} µs; the model alone (booster on a ready row) {model_us:.0f} µs; "
+        f"the logged pipeline on a one-row DataFrame {pipeline_us / 1000:.2f} ms."
+    )
+    at8 = {p.server[:3]: p for p in points if p.connections == 8}
+    if not {"(a)", "(b)", "(c)"} <= set(at8):
+        return
+    a, b, c = at8["(a)"], at8["(b)"], at8["(c)"]
+    parallel = min(args.workers, os.cpu_count() or 1)
+    limit = 1 / (1 / a.rps + ours_us / 1e6 / parallel)
+    checks = [
+        (f"(c) / (b) requests/s = {c.rps / b.rps:.1f}×", "≥ 10×", c.rps >= 10 * b.rps),
+        (f"(c) p99 = {c.p99_ms:.2f} ms", "≤ 10 ms", c.p99_ms <= 10),
+        (
+            f"model limit 1 / (1/{a.rps:,.0f} + {ours_us:.0f} µs/{parallel}) = {limit:,.0f} "
+            f"req/s; (c) = {c.rps / limit:.0%} of it",
+            "≥ 70%",
+            c.rps >= 0.7 * limit,
+        ),
+    ]
+    print()
+    print("Targets at 8 connections:")
+    for text, target, ok in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {text} (target {target})")
+
+
+if __name__ == "__main__":
+    main()
