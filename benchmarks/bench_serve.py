@@ -246,6 +246,7 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
 
 def in_process(tracking_uri: str, name: str, version: str, records: list[dict], tmp: Path):
     """Median one-row predict times (µs): ours, the booster alone, the logged pipeline."""
+    import mlflow
     import mlflow.artifacts
     from threadpoolctl import threadpool_limits
 
@@ -253,8 +254,13 @@ def in_process(tracking_uri: str, name: str, version: str, records: list[dict], 
     from covertype.serve.model import load_pipeline
 
     threadpool_limits(1)
+    mlflow.set_tracking_uri(tracking_uri)  # models:/ resolves through the global registry URI
+    mlflow.set_registry_uri(tracking_uri)
     folder = mlflow.artifacts.download_artifacts(
-        f"models:/{name}/{version}", dst_path=str(tmp / "model"), tracking_uri=tracking_uri
+        f"models:/{name}/{version}",
+        dst_path=str(tmp / "model"),
+        tracking_uri=tracking_uri,
+        registry_uri=tracking_uri,
     )
     pipeline = load_pipeline(Path(folder))
     fast = FastPredictor(pipeline)
@@ -365,7 +371,7 @@ def main() -> None:
             from mlflow import MlflowClient
 
             alias = "bench-" + uuid.uuid4().hex[:6]
-            MlflowClient(uri).set_registered_model_alias(name, alias, version)
+            MlflowClient(uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
             runs[2][2]["COVERTYPE_MODEL_ALIAS"] = alias
         points: list[Point] = []
         for label, command, env, ready, path, bodies in runs:

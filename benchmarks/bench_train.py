@@ -116,7 +116,7 @@ def run_ours(train_frame, holdout, settings: Settings, n_iter: int) -> dict:
     total = time.perf_counter() - started
     print(f"  best {best.family}, refit in {refit_seconds:.1f}s", flush=True)
     started = time.perf_counter()
-    # predicted as served: one thread (train.for_serving)
+    # batch prediction with every core, as training scores its candidates
     best.pipeline.predict(X["holdout"])
     predict_seconds = time.perf_counter() - started
     return {

@@ -76,6 +76,17 @@ def training_frame(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def download(url: str, name: str, version: str, folder: Path) -> Path:
+    """A registered version's files. models:/ URIs resolve through MLflow's global registry
+    URI (the tracking URI unless set) whatever is passed, so point it at this server first."""
+    mlflow.set_tracking_uri(url)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{version}", dst_path=str(folder), tracking_uri=url, registry_uri=url
+        )
+    )
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -147,10 +158,10 @@ def registry(mlflow_server, tmp_path_factory, real_frame) -> Registry:
     }
     pipelines = {
         family: mlflow.sklearn.load_model(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{settings.model_name}/{version}",
-                dst_path=str(tmp_path_factory.mktemp(family)),
-                tracking_uri=mlflow_server.url,
+            str(
+                download(
+                    mlflow_server.url, settings.model_name, version, tmp_path_factory.mktemp(family)
+                )
             )
         )
         for family, version in versions.items()
@@ -576,12 +587,7 @@ def test_fast_path_equals_the_logged_pipeline_for_every_family(registry, check_r
     assert len(check_records) >= 5000
     frame = training_frame(check_records)
     for family, version in registry.versions.items():
-        folder = mlflow.artifacts.download_artifacts(
-            f"models:/{registry.name}/{version}",
-            dst_path=str(tmp_path / family),
-            tracking_uri=registry.url,
-        )
-        pipeline = load_pipeline(Path(folder))
+        pipeline = load_pipeline(download(registry.url, registry.name, version, tmp_path / family))
         fast = FastPredictor(pipeline)
         truth = [int(v) for v in pipeline.predict(frame)]
         assert truth == registry.expected(family, check_records)  # as MLflow loads it

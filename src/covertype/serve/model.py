@@ -389,6 +389,7 @@ class ModelHolder:
                 artifact_uri=f"models:/{self.name}/{version}",
                 dst_path=str(scratch),
                 tracking_uri=self.settings.mlflow_tracking_uri,
+                registry_uri=self.settings.mlflow_tracking_uri,
             )
             return self.cache.keep(scratch, version)
         except BaseException:
@@ -470,9 +471,14 @@ class ModelHolder:
 
     def _mlflow(self):
         if self._client is None:
-            from mlflow import MlflowClient
+            import mlflow
 
-            self._client = MlflowClient(self.settings.mlflow_tracking_uri)
+            uri = self.settings.mlflow_tracking_uri
+            # models:/ downloads resolve the version through MLflow's global registry URI
+            # (whatever is passed), whose default is a local SQLite file, not the server.
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            self._client = mlflow.MlflowClient(uri, registry_uri=uri)
         return self._client
 
     def _observe(self, event: str, *args) -> None:
