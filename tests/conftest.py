@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from covertype import db
 from covertype.settings import Settings
 from tests.helpers import BIN, ServerProcess, free_port, write_uci_file
 
+SESSION_START = time.time()
 MYSQL_URL = os.environ.get("COVERTYPE_TEST_MYSQL_URL")  # set by .ci/run; absent: SQLite only
 
 
@@ -235,3 +237,12 @@ def inference_api(champion, mlflow_server, tmp_path_factory):
     ).start(ready_path="/ready", timeout=120)
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where the UI screenshot of this run is (tests/test_ui.py takes it)."""
+    from tests.test_ui import SCREENSHOTS
+
+    shot = SCREENSHOTS / "ui-prediction.png"
+    if shot.is_file() and shot.stat().st_mtime >= SESSION_START:
+        terminalreporter.write_line(f"UI screenshot (headless Chromium): {shot}")
