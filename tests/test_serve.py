@@ -50,7 +50,7 @@ FAMILIES = {
     "svm": ("svm", {"C": 1.0, "gamma": 0.1, "n_components": 300}),
 }
 WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05, "num_threads": 1})
-TRAIN_ROWS = 4000  # real rows 0..3999 train the models; the rows below are never seen
+TRAIN_ROWS = 4000  # real rows 0..3999 train the models; CHECK_ROWS are never seen
 CHECK_ROWS = slice(20000, 25000)
 MAX_BATCH = 1000
 
@@ -277,34 +277,28 @@ def test_health_ready_and_model_describe_the_served_version(api, registry):
     assert info["predictor"] == "fast" and info["fast_path_note"] is None
 
 
-def test_request_ids_are_echoed_or_made_and_logged_as_json_lines(api):
+def test_request_ids_are_echoed_or_made_and_logged_as_json_lines(api, registry):
     sent = "client-" + uuid.uuid4().hex[:8]
     answer = httpx.post(api.url + "/predict", json=EXAMPLE, headers={"X-Request-ID": sent})
     assert answer.headers["x-request-id"] == sent
-    made = httpx.post(api.url + "/predict", json={**EXAMPLE, "Slope": 91})
-    assert made.status_code == 422
-    assert len(made.headers["x-request-id"]) == 32  # a fresh uuid4 hex
+    bad = httpx.post(api.url + "/predict", json={**EXAMPLE, "Slope": 91})
+    made = bad.headers["x-request-id"]
+    assert bad.status_code == 422 and len(made) == 32  # a fresh uuid4 hex
     junk = httpx.get(api.url + "/health", headers={"X-Request-ID": "bad id\twith spaces"})
     assert junk.headers["x-request-id"] != "bad id\twith spaces"
 
-    def logged():
+    def logged() -> dict[str, dict]:
         lines = json_lines(api.log())  # every line of the server's output is JSON
-        return [
-            line for line in lines if line.get("request_id") in (sent, made.headers["x-request-id"])
-        ]
+        return {
+            line["request_id"]: line for line in lines if line.get("request_id") in (sent, made)
+        }
 
-    lines = wait_for(lambda: len(logged()) == 2 and logged(), 10, "access log lines")
-    by_id = {line["request_id"]: line for line in lines}
+    by_id = wait_for(lambda: len(logged()) == 2 and logged(), 10, "access log lines")
     assert by_id[sent]["message"] == "request" and by_id[sent]["status"] == 200
     assert by_id[sent]["path"] == "/predict" and by_id[sent]["duration_ms"] > 0
-    assert by_id[made.headers["x-request-id"]]["status"] == 422
-    started = [line for line in json_lines(api.log()) if line["message"] == "model loaded"]
-    assert started and started[0]["model"] == f"models:/{api_model(api)}"
-
-
-def api_model(server: ServerProcess) -> str:
-    info = httpx.get(server.url + "/model").json()
-    return f"{info['name']}/{info['version']}"
+    assert by_id[made]["status"] == 422
+    loaded = [line for line in json_lines(api.log()) if line["message"] == "model loaded"]
+    assert loaded[0]["model"] == f"models:/{registry.name}/{registry.versions['lightgbm']}"
 
 
 def test_openapi_documents_every_route_with_a_real_example_record(api, real_frame):

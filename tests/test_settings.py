@@ -34,6 +34,8 @@ def test_defaults_are_the_local_stack(tmp_path, monkeypatch):
 
 def test_environment_and_dotenv_override_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    for name in env_names():  # e.g. mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI
+        monkeypatch.delenv(name, raising=False)
     (tmp_path / ".env").write_text("COVERTYPE_GROUP_NUMBER=3\nMLFLOW_TRACKING_URI=http://m:1\n")
     monkeypatch.setenv("COVERTYPE_BATCH_SECONDS", "2.5")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-env")
