@@ -23,6 +23,14 @@ from covertype import schema
 BIN = Path(sys.executable).parent
 
 
+def records_of(frame: pd.DataFrame) -> list[dict]:
+    """Real rows as JSON records (ints, and the canonical strings)."""
+    rows = frame[list(schema.FEATURES)]
+    numeric = rows[list(schema.NUMERIC)].astype(int).to_dict("records")
+    categorical = rows[list(schema.CATEGORICAL)].astype(str).to_dict("records")
+    return [n | c for n, c in zip(numeric, categorical, strict=True)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -34,7 +34,7 @@ from covertype.serve.records import EXAMPLE
 from covertype.settings import Settings
 from covertype.train import train
 from tests.conftest import fill_data_db, start_mlflow
-from tests.helpers import BIN, ServerProcess, clean_env, free_port
+from tests.helpers import BIN, ServerProcess, clean_env, free_port, records_of
 
 # LightGBM trains with one thread here: on two cores shared with other test runs its
 # OpenMP team spins (40 trees took 30 s); serving ignores the trained thread count anyway.
@@ -56,14 +56,6 @@ MAX_BATCH = 1000
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def records_of(frame: pd.DataFrame) -> list[dict]:
-    """Real rows as JSON records (ints, and the canonical strings)."""
-    rows = frame[list(schema.FEATURES)]
-    numeric = rows[list(schema.NUMERIC)].astype(int).to_dict("records")
-    categorical = rows[list(schema.CATEGORICAL)].astype(str).to_dict("records")
-    return [n | c for n, c in zip(numeric, categorical, strict=True)]
 
 
 def training_frame(records: list[dict]) -> pd.DataFrame:

@@ -21,6 +21,35 @@ def main(log_level: str = typer.Option("INFO", help="Log level of the JSON logs 
 
 
 @app.command()
+def up(
+    fast: bool = typer.Option(
+        False, "--fast", help="Demo timing: 30 s batches, 3 candidates, the first cycle in minutes."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every service's output."),
+):
+    """Run the whole platform locally until Ctrl-C: source, MLflow, Airflow, API, UI."""
+    from covertype import stack
+
+    raise typer.Exit(stack.up(fast=fast, verbose=verbose, echo=typer.echo))
+
+
+@app.command()
+def down():
+    """Stop the local stack of COVERTYPE_HOME (every process group it started)."""
+    from covertype import stack
+
+    raise typer.Exit(stack.down(get_settings(), echo=typer.echo))
+
+
+@app.command()
+def status():
+    """What the local stack runs: each service's processes, memory and health, the model served."""
+    from covertype import stack
+
+    raise typer.Exit(stack.status(get_settings(), echo=typer.echo))
+
+
+@app.command()
 def source(
     host: str = typer.Option(None, help="Bind address [default: COVERTYPE_SOURCE_HOST]."),
     port: int = typer.Option(None, help="Port [default: COVERTYPE_SOURCE_PORT]."),

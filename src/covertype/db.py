@@ -168,6 +168,19 @@ def _load_data(conn: Connection, by_key: dict[str, str], extra: str) -> int:
         return conn.exec_driver_sql(statement).rowcount
 
 
+def rows_by_batch(url: str) -> dict[int, int]:
+    """Rows in `cover_type` per batch number."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = select(cover_type.c.batch_number, func.count()).group_by(
+                cover_type.c.batch_number
+            )
+            return {int(batch): int(rows) for batch, rows in conn.execute(query)}
+    finally:
+        engine.dispose()
+
+
 def count_rows(url: str) -> tuple[int, int]:
     """Rows in `cover_type` and in its quarantine."""
     engine = make_engine(url)

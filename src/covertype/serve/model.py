@@ -196,6 +196,15 @@ class ModelCache:
         path.mkdir(parents=True)
         return path
 
+    def drop_stale_downloads(self, older_than: float = 3600) -> None:
+        """Downloads a killed process left half done (not another worker's current one)."""
+        for path in (self.root / ".incoming").glob("*"):
+            try:
+                if time.time() - path.stat().st_mtime > older_than:
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                continue
+
     def keep(self, downloaded: Path, version: str) -> Path:
         """Move a downloaded model folder into place (another worker may have won)."""
         target = self.folder(version)
@@ -273,6 +282,7 @@ class ModelHolder:
 
     def start(self) -> None:
         """First load (registry, else the local cache), then the watcher thread."""
+        self.cache.drop_stale_downloads()
         try:
             self.check()
         except Exception:
