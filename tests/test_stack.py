@@ -191,11 +191,13 @@ def test_up_again_serves_the_same_champion_within_60_s_and_ctrl_c_stops_it(stack
 def test_a_port_in_use_is_named_and_nothing_starts(stack_env, tmp_path):
     env = stack_env | {"COVERTYPE_HOME": str(tmp_path / "home")}
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", int(env["COVERTYPE_SERVE_PORT"])))
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
-        done = run_cli(["up"], env | {"COVERTYPE_UI_PORT": env["COVERTYPE_MLFLOW_PORT"]}, tmp_path)
+        serve_port = str(taken.getsockname()[1])
+        env["COVERTYPE_SERVE_PORT"] = serve_port
+        env["COVERTYPE_UI_PORT"] = env["COVERTYPE_MLFLOW_PORT"]
+        done = run_cli(["up"], env, tmp_path)
     assert done.returncode == 1
-    serve_port = env["COVERTYPE_SERVE_PORT"]
     assert f"port {serve_port} (inference API, COVERTYPE_SERVE_PORT) is already in" in done.stdout
     assert "is given twice: COVERTYPE_UI_PORT and COVERTYPE_MLFLOW_PORT" in done.stdout
     assert "nothing started" in done.stdout

@@ -452,7 +452,7 @@ class Watcher(threading.Thread):
         with httpx.Client(timeout=10) as client:
             while not self.stopping.is_set():
                 rows = rows_by_batch(self.settings)
-                if rows != seen_rows:
+                if rows and rows != seen_rows:
                     new = sorted(set(rows) - set(seen_rows)) if seen_rows is not None else []
                     self.echo(
                         f"{now()} collection: {sum(rows.values()):,} rows of "
@@ -508,6 +508,8 @@ class Watcher(threading.Thread):
 
 def _ranges(rows: dict[int, int]) -> str:
     batches = sorted(rows)
+    if not batches:
+        return "no batch"
     if len(batches) == 1:
         return f"batch {batches[0]}"
     if batches == list(range(batches[0], batches[-1] + 1)) and len(batches) > 2:
