@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -214,3 +215,31 @@ def test_fast_sets_only_what_the_environment_does_not(monkeypatch, tmp_path):
     assert Path(environ["COVERTYPE_HOME"]).is_absolute()
     assert environ["PATH"].split(os.pathsep)[0] == str(BIN)
     assert environ["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{settings.mlflow_port}"
+
+
+TREE = """
+import os, signal, subprocess, sys, time
+# A child in a process group of its own (as Airflow runs each task) that ignores SIGTERM.
+code = "import os, signal, time; os.setpgid(0, 0); signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+code += " print(os.getpid(), flush=True); time.sleep(600)"
+child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+print(child.stdout.readline().strip(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_stopping_reaches_what_left_its_group_and_kills_what_ignores_sigterm():
+    leader = subprocess.Popen(
+        [sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        child = int(leader.stdout.readline())
+        assert os.getsid(child) == leader.pid and os.getpgid(child) != leader.pid
+        assert {p.pid for p in stack.session_members(leader.pid)} == {leader.pid, child}
+
+        killed = stack.stop_sessions([leader.pid], grace=1)
+        assert leader.wait(timeout=5) == -signal.SIGTERM
+        assert [pid for pid, _ in killed] == [child]  # SIGTERM was not enough for it
+        assert stack.session_members(leader.pid) == []
+    finally:
+        stack.stop_sessions([leader.pid], grace=0)

@@ -214,6 +214,10 @@ def stop_sessions(sids: Iterable[int], grace: float = STOP_GRACE_SECONDS, term: 
             with contextlib.suppress(psutil.Error):
                 killed.append((process.pid, " ".join(process.cmdline()[:4])))
                 process.kill()
+    # SIGKILL is delivered asynchronously: return once the processes are really gone.
+    deadline = time.monotonic() + 5
+    while killed and time.monotonic() < deadline and any(session_members(s) for s in sids):
+        time.sleep(0.05)
     return killed
 
 
