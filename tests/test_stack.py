@@ -121,6 +121,8 @@ def test_up_fast_serves_a_champion_end_to_end_and_down_stops_everything(
             assert f"✔ {title} healthy" in output
         assert "Airflow login: admin with the password in COVERTYPE_AIRFLOW_ADMIN" in output
         assert re.search(r"collection: [\d,]+ rows of batch", output)
+        assert re.search(r"training: run train-\S+ started", output)
+        assert re.search(r"training: \w+ candidate, validation macro F1 0\.\d{4}", output)
         assert re.search(r"registry: covertype version \d+ is champion", output)
         print(f"covertype up --fast: first prediction after {first:.0f} s")
 

@@ -269,30 +269,66 @@ def champion_version(settings: Settings, client: httpx.Client) -> str | None:
     return answer.json()["model_version"]["version"]
 
 
-def training_runs(settings: Settings, client: httpx.Client, since: float) -> dict[str, dict]:
-    """Training (parent) runs of the experiment started after `since` (epoch seconds) and
-    running now, by run id (a run of a stack that was killed stays RUNNING for ever)."""
+def runs_since(settings: Settings, client: httpx.Client, since_ms: int) -> list[dict]:
+    """Runs of the experiment started at `since_ms` (epoch ms) or later, oldest first."""
     experiment = client.get(
         f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/experiments/get-by-name",
         params={"experiment_name": settings.experiment_name},
     )
     if experiment.status_code != 200:
-        return {}
+        return []
     answer = client.post(
         f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/runs/search",
         json={
             "experiment_ids": [experiment.json()["experiment"]["experiment_id"]],
-            "filter": "attributes.status = 'RUNNING'",
-            "max_results": 100,
+            "filter": f"attributes.start_time >= {since_ms}",
+            "order_by": ["attributes.start_time ASC"],
+            "max_results": 1000,
         },
     )
-    runs = answer.json().get("runs", []) if answer.status_code == 200 else []
-    return {
-        run["info"]["run_id"]: run
-        for run in runs
-        if int(run["info"]["start_time"]) >= since * 1000
-        and not any(t["key"] == "mlflow.parentRunId" for t in run["data"].get("tags", []))
-    }
+    answer.raise_for_status()
+    return answer.json().get("runs", [])
+
+
+class TrainingNews:
+    """What the training runs say, each thing once: a training started, a candidate done.
+    Runs of earlier stacks are left out (one killed mid-training stays RUNNING for ever)."""
+
+    def __init__(self, since: float):
+        self.cursor = int(since * 1000)  # runs before it are all told
+        self.told: set[str] = set()
+
+    def poll(self, settings: Settings, client: httpx.Client) -> list[str]:
+        news, open_starts = [], []
+        runs = runs_since(settings, client, self.cursor)
+        for run in runs:
+            info, data = run["info"], run["data"]
+            tags = {t["key"]: t["value"] for t in data.get("tags", [])}
+            metrics = {m["key"]: m["value"] for m in data.get("metrics", [])}
+            run_id, status = info["run_id"], info["status"]
+            if "mlflow.parentRunId" not in tags:  # a training
+                if status == "RUNNING":
+                    open_starts.append(int(info["start_time"]))
+                if run_id not in self.told:
+                    self.told.add(run_id)
+                    news.append(f"training: run {info.get('run_name', run_id)} started")
+            elif status == "RUNNING":
+                open_starts.append(int(info["start_time"]))
+            elif run_id not in self.told:  # a candidate, done
+                self.told.add(run_id)
+                family = tags.get("family", "a")
+                if status == "FINISHED" and "validation_macro_f1" in metrics:
+                    news.append(
+                        f"training: {family} candidate, validation macro F1 "
+                        f"{metrics['validation_macro_f1']:.4f} "
+                        f"(fit {metrics.get('fit_seconds', 0):.1f} s)"
+                    )
+                else:
+                    news.append(f"training: {family} candidate {status.lower()}")
+        if runs:
+            newest = max(int(r["info"]["start_time"]) for r in runs)
+            self.cursor = min(open_starts, default=newest)
+        return news
 
 
 def rows_by_batch(settings: Settings) -> dict[int, int]:
@@ -445,7 +481,7 @@ class Watcher(threading.Thread):
     def _follow(self) -> None:
         """Progress until the first champion is served, then news: new batches, new champions."""
         seen_rows: dict[int, int] | None = None
-        seen_runs: set[str] = set()
+        training = TrainingNews(self.started_at)
         champion = served = None
         if self.fast:
             self.echo(
@@ -465,12 +501,8 @@ class Watcher(threading.Thread):
                     )
                     seen_rows = rows
                 with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-                    runs = training_runs(self.settings, client, self.started_at)
-                    for run_id, run in runs.items():
-                        if run_id not in seen_runs:
-                            seen_runs.add(run_id)
-                            name = run["info"].get("run_name", run_id)
-                            self.echo(f"{now()} training: run {name} started")
+                    for line in training.poll(self.settings, client):
+                        self.echo(f"{now()} {line}")
                     version = champion_version(self.settings, client)
                     if version and version != champion:
                         champion = version
