@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from covertype import db
 from covertype.settings import Settings
-from tests.helpers import BIN, ServerProcess, free_port, write_uci_file
+from tests.helpers import BIN, ServerProcess, free_port, training_settings, write_uci_file
 
 SESSION_START = time.time()
 MYSQL_URL = os.environ.get("COVERTYPE_TEST_MYSQL_URL")  # set by .ci/run; absent: SQLite only
@@ -208,14 +208,7 @@ def champion(mlflow_server, tmp_path_factory, real_frame) -> dict[str, str]:
     from covertype.train import train
 
     tmp = tmp_path_factory.mktemp("champion")
-    settings = Settings(
-        _env_file=None,
-        home=tmp / "home",
-        data_db_url=f"sqlite:///{tmp / 'data.db'}",
-        mlflow_tracking_uri=mlflow_server.url,
-        model_name=f"covertype-{uuid.uuid4().hex[:6]}",
-        experiment_name=f"covertype-{uuid.uuid4().hex[:6]}",
-    )
+    settings = training_settings(tmp, mlflow_server.url)
     fill_data_db(settings.data_db, real_frame, rows=3000, batches=2)
     result = train(settings, candidates=[("lightgbm", {"n_estimators": 60, "num_leaves": 31})])
     return {"model_name": settings.model_name, "version": result.version}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from covertype import schema
+from covertype.settings import Settings
 
 BIN = Path(sys.executable).parent
 
@@ -29,6 +31,20 @@ def records_of(frame: pd.DataFrame) -> list[dict]:
     numeric = rows[list(schema.NUMERIC)].astype(int).to_dict("records")
     categorical = rows[list(schema.CATEGORICAL)].astype(str).to_dict("records")
     return [n | c for n, c in zip(numeric, categorical, strict=True)]
+
+
+def training_settings(folder: Path, tracking_uri: str, prefix: str = "covertype", **extra):
+    """Settings to train into a registry from tests: state and a SQLite data DB in `folder`,
+    a model and an experiment of their own (unique names, so tests share one MLflow)."""
+    return Settings(
+        _env_file=None,
+        home=folder / "home",
+        data_db_url=f"sqlite:///{folder / 'data.db'}",
+        mlflow_tracking_uri=tracking_uri,
+        model_name=f"{prefix}-{uuid.uuid4().hex[:6]}",
+        experiment_name=f"{prefix}-{uuid.uuid4().hex[:6]}",
+        **extra,
+    )
 
 
 def free_port() -> int:

@@ -31,10 +31,9 @@ from covertype import schema
 from covertype.serve.fast import FastPredictor, compile_predictor
 from covertype.serve.model import load_pipeline
 from covertype.serve.records import EXAMPLE
-from covertype.settings import Settings
 from covertype.train import train
 from tests.conftest import fill_data_db, start_mlflow
-from tests.helpers import BIN, ServerProcess, clean_env, free_port, records_of
+from tests.helpers import BIN, ServerProcess, clean_env, free_port, records_of, training_settings
 
 # LightGBM trains with one thread here: on two cores shared with other test runs its
 # OpenMP team spins (40 trees took 30 s); serving ignores the trained thread count anyway.
@@ -135,14 +134,7 @@ class Registry:
 def registry(mlflow_server, tmp_path_factory, real_frame) -> Registry:
     """One registered model with a version of each family, trained on real rows."""
     tmp = tmp_path_factory.mktemp("serve-registry")
-    settings = Settings(
-        _env_file=None,
-        home=tmp / "home",
-        data_db_url=f"sqlite:///{tmp / 'data.db'}",
-        mlflow_tracking_uri=mlflow_server.url,
-        model_name=f"covertype-serve-{uuid.uuid4().hex[:6]}",
-        experiment_name=f"covertype-serve-{uuid.uuid4().hex[:6]}",
-    )
+    settings = training_settings(tmp, mlflow_server.url, "covertype-serve")
     fill_data_db(settings.data_db, real_frame, rows=TRAIN_ROWS, batches=2)
     versions = {
         family: train(settings, candidates=[candidate]).version
@@ -636,14 +628,7 @@ def test_registry_outage_keeps_serving_the_cached_model_and_picks_up_the_next_ch
     registry = start_mlflow(mlflow_dir, {})
     servers: list[ServerProcess] = []
     try:
-        settings = Settings(
-            _env_file=None,
-            home=tmp_path / "train-home",
-            data_db_url=f"sqlite:///{tmp_path / 'data.db'}",
-            mlflow_tracking_uri=registry.url,
-            model_name=f"covertype-outage-{uuid.uuid4().hex[:6]}",
-            experiment_name=f"covertype-outage-{uuid.uuid4().hex[:6]}",
-        )
+        settings = training_settings(tmp_path, registry.url, "covertype-outage")
         fill_data_db(settings.data_db, real_frame, rows=3000, batches=1)
         first = train(settings, candidates=[WEAK])
         home = tmp_path / "serve-home"

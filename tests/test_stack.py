@@ -237,11 +237,11 @@ def test_stopping_reaches_what_left_its_group_and_kills_what_ignores_sigterm():
     try:
         child = int(leader.stdout.readline())
         assert os.getsid(child) == leader.pid and os.getpgid(child) != leader.pid
-        assert {p.pid for p in stack.session_members(leader.pid)} == {leader.pid, child}
+        assert {p.pid for p in stack.session_members([leader.pid])} == {leader.pid, child}
 
         killed = stack.stop_sessions([leader.pid], grace=1)
         assert leader.wait(timeout=5) == -signal.SIGTERM
         assert [pid for pid, _ in killed] == [child]  # SIGTERM was not enough for it
-        assert stack.session_members(leader.pid) == []
+        assert stack.session_members([leader.pid]) == []
     finally:
         stack.stop_sessions([leader.pid], grace=0)

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import uuid
 
 import mlflow
 import numpy as np
@@ -16,23 +15,15 @@ from covertype.settings import Settings
 from covertype.tracking import TrackingUnreachable
 from covertype.train import TrainingError, load_rows, split, train
 from tests.conftest import S3_BUCKET, S3_TEST_ENV, fill_data_db
-from tests.helpers import free_port
+from tests.helpers import free_port, training_settings
 
 WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
 STRONG = ("lightgbm", {"n_estimators": 150, "num_leaves": 63, "learning_rate": 0.1})
 
 
 def settings_for(tmp_path, server, **extra) -> Settings:
-    return Settings(
-        _env_file=None,
-        home=tmp_path / "home",
-        data_db_url=f"sqlite:///{tmp_path / 'data.db'}",
-        mlflow_tracking_uri=server.url,
-        model_name=f"covertype-{uuid.uuid4().hex[:6]}",
-        experiment_name=f"covertype-{uuid.uuid4().hex[:6]}",
-        mlflow_attempts=2,
-        mlflow_backoff_seconds=0.1,
-        **extra,
+    return training_settings(
+        tmp_path, server.url, mlflow_attempts=2, mlflow_backoff_seconds=0.1, **extra
     )
 
 

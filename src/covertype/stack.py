@@ -181,14 +181,15 @@ def up_alive(state: dict) -> bool:
         return False
 
 
-def session_members(sid: int) -> list[psutil.Process]:
-    """Live processes of a service. honcho starts each in a session of its own, which also
-    holds what its processes move to process groups of their own (Airflow runs each task so);
-    zombies are dead already."""
+def session_members(sids: Iterable[int]) -> list[psutil.Process]:
+    """Live processes of these services, in one pass over the process table. honcho starts
+    each service in a session of its own, which also holds what its processes move to
+    process groups of their own (Airflow runs each task so); zombies are dead already."""
+    sids = set(sids)
     members = []
     for process in psutil.process_iter(["status"]):
         try:
-            if os.getsid(process.pid) == sid and process.info["status"] != psutil.STATUS_ZOMBIE:
+            if os.getsid(process.pid) in sids and process.info["status"] != psutil.STATUS_ZOMBIE:
                 members.append(process)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
@@ -200,34 +201,28 @@ def stop_sessions(sids: Iterable[int], grace: float = STOP_GRACE_SECONDS, term: 
     session's first process group: honcho signalled that group already), wait up to `grace`
     seconds, SIGKILL what is left. Returns the killed processes as (pid, command) pairs."""
     sids = list(sids)
-    for sid in sids:
-        for process in session_members(sid):
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                if term or os.getpgid(process.pid) != sid:
-                    process.terminate()
+    for process in session_members(sids):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if term or os.getpgid(process.pid) != os.getsid(process.pid):
+                process.terminate()
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(session_members(sid) for sid in sids):
+    while time.monotonic() < deadline and session_members(sids):
         time.sleep(0.2)
     killed = []
-    for sid in sids:
-        for process in session_members(sid):
-            with contextlib.suppress(psutil.Error):
-                killed.append((process.pid, " ".join(process.cmdline()[:4])))
-                process.kill()
+    for process in session_members(sids):
+        with contextlib.suppress(psutil.Error):
+            killed.append((process.pid, " ".join(process.cmdline()[:4])))
+            process.kill()
     # SIGKILL is delivered asynchronously: return once the processes are really gone.
     deadline = time.monotonic() + 5
-    while killed and time.monotonic() < deadline and any(session_members(s) for s in sids):
+    while killed and time.monotonic() < deadline and session_members(sids):
         time.sleep(0.05)
     return killed
 
 
-def memory_bytes(sids: Iterable[int], extra: Iterable[int] = ()) -> int:
-    """Memory of the processes of these sessions (and pids): proportional set sizes, so pages
-    that forked workers share are counted once; resident sizes where PSS is not readable."""
-    processes = [p for sid in sids for p in session_members(sid)]
-    for pid in extra:
-        with contextlib.suppress(psutil.Error):
-            processes.append(psutil.Process(pid))
+def memory_bytes(processes: Iterable[psutil.Process]) -> int:
+    """Memory of these processes: proportional set sizes, so pages that forked workers share
+    are counted once; resident sizes where PSS is not readable."""
     total = 0
     for process in processes:
         with contextlib.suppress(psutil.Error):
@@ -236,6 +231,15 @@ def memory_bytes(sids: Iterable[int], extra: Iterable[int] = ()) -> int:
             except (psutil.AccessDenied, AttributeError):
                 total += process.memory_info().rss
     return total
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as aligned, indented lines."""
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        ("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True))).rstrip()
+        for row in rows
+    ]
 
 
 def mib(size: int) -> str:
@@ -269,18 +273,22 @@ def champion_version(settings: Settings, client: httpx.Client) -> str | None:
     return answer.json()["model_version"]["version"]
 
 
-def runs_since(settings: Settings, client: httpx.Client, since_ms: int) -> list[dict]:
-    """Runs of the experiment started at `since_ms` (epoch ms) or later, oldest first."""
-    experiment = client.get(
+def experiment_id(settings: Settings, client: httpx.Client) -> str | None:
+    answer = client.get(
         f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/experiments/get-by-name",
         params={"experiment_name": settings.experiment_name},
     )
-    if experiment.status_code != 200:
-        return []
+    return answer.json()["experiment"]["experiment_id"] if answer.status_code == 200 else None
+
+
+def runs_since(
+    settings: Settings, client: httpx.Client, experiment: str, since_ms: int
+) -> list[dict]:
+    """Runs of the experiment started at `since_ms` (epoch ms) or later, oldest first."""
     answer = client.post(
         f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/runs/search",
         json={
-            "experiment_ids": [experiment.json()["experiment"]["experiment_id"]],
+            "experiment_ids": [experiment],
             "filter": f"attributes.start_time >= {since_ms}",
             "order_by": ["attributes.start_time ASC"],
             "max_results": 1000,
@@ -297,10 +305,14 @@ class TrainingNews:
     def __init__(self, since: float):
         self.cursor = int(since * 1000)  # runs before it are all told
         self.told: set[str] = set()
+        self.experiment: str | None = None  # until the first training creates it
 
     def poll(self, settings: Settings, client: httpx.Client) -> list[str]:
+        self.experiment = self.experiment or experiment_id(settings, client)
+        if self.experiment is None:
+            return []
         news, open_starts = [], []
-        runs = runs_since(settings, client, self.cursor)
+        runs = runs_since(settings, client, self.experiment, self.cursor)
         for run in runs:
             info, data = run["info"], run["data"]
             tags = {t["key"]: t["value"] for t in data.get("tags", [])}
@@ -436,7 +448,7 @@ class Watcher(threading.Thread):
         write_state(self.settings, self.state)
 
     def _sample_memory(self) -> None:
-        used = memory_bytes(self.sids.values(), extra=[os.getpid()])
+        used = memory_bytes([*session_members(self.sids.values()), psutil.Process()])
         if used > self.peak_memory:
             self.peak_memory = used
             self._save()
@@ -466,9 +478,8 @@ class Watcher(threading.Thread):
         rows.insert(4, ("  API docs", BY_NAME["serve"].url(settings) + "/docs", ""))
         width = [max(len(r[i]) for r in rows) for i in range(3)]
         self.echo("")
-        for row in [("service", "URL", "log"), tuple("-" * w for w in width), *rows]:
-            cells = (cell.ljust(w) for cell, w in zip(row, width, strict=True))
-            self.echo(("  " + "  ".join(cells)).rstrip())
+        for line in table([("service", "URL", "log"), tuple("-" * w for w in width), *rows]):
+            self.echo(line)
         passwords = orchestrate.passwords_file(settings)
         if settings.airflow_admin_password is not None:
             login = "the password in COVERTYPE_AIRFLOW_ADMIN_PASSWORD"
@@ -653,10 +664,10 @@ def status(settings: Settings, echo: Echo = say) -> int:
     all_good = alive
     with httpx.Client(timeout=5) as client:
         for name, info in state.get("services", {}).items():
-            members = session_members(info["sid"])
+            members = session_members([info["sid"]])
             good = bool(members) and healthy(name, info["health"], client)
             all_good &= good
-            memory = mib(memory_bytes([info["sid"]])) if members else "–"
+            memory = mib(memory_bytes(members)) if members else "–"
             health = "healthy" if good else ("not answering" if members else "stopped")
             rows.append((name, str(len(members)), memory, health, info["url"]))
         served = "no model yet"
@@ -664,10 +675,8 @@ def status(settings: Settings, echo: Echo = say) -> int:
             answer = client.get(state["services"]["serve"]["url"] + "/ready").json()
             if answer.get("model"):
                 served = f"{settings.model_name} version {answer['model']['version']}"
-    width = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        cells = (cell.ljust(w) for cell, w in zip(row, width, strict=True))
-        echo(("  " + "  ".join(cells)).rstrip())
+    for line in table(rows):
+        echo(line)
     total = sum(rows_by_batch(settings).values())
     echo(f"served: {served}; data DB: {total:,} rows")
     extra = []
