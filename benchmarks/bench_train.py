@@ -24,8 +24,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from covertype import dataset, db, schema, train
+from covertype import dataset, db, schema
 from covertype.settings import Settings
+from covertype.train import data, evaluate, search
+from covertype.train.families import FAMILIES
 
 HOLDOUT_ROWS = 20_000
 
@@ -68,7 +70,7 @@ def seed_recipe(train_frame, holdout, queue) -> None:
     started = time.perf_counter()
     predicted = pipeline.predict(holdout[list(schema.FEATURES)])
     predict_seconds = time.perf_counter() - started
-    metrics = train.scores(holdout[schema.LABEL].to_numpy(), predicted, "holdout")
+    metrics = evaluate.scores(holdout[schema.LABEL].to_numpy(), predicted, "holdout")
     queue.put({"train_seconds": fit_seconds, "predict_seconds": predict_seconds, **metrics})
 
 
@@ -85,39 +87,37 @@ def run_seed(train_frame, holdout, timeout: float) -> dict | None:
     return queue.get()
 
 
+def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows with the row key the data DB would give them."""
+    keys = [db.row_key(r) for r in frame[list(schema.FIELDS)].itertuples(index=False)]
+    return frame.assign(row_key=keys)
+
+
 def run_ours(train_frame, holdout, settings: Settings, n_iter: int) -> dict:
-    keys = pd.Series(
-        [db.row_key(r) for r in train_frame[list(schema.FIELDS)].itertuples(index=False)],
-        index=train_frame.index,
+    train_frame, holdout = keyed(train_frame), keyed(holdout)
+    validation = data.bucket(train_frame["row_key"], 1) < settings.validation_percent
+    rows = data.Split(
+        train=data.Share.of(train_frame[~validation]),
+        validation=data.Share.of(train_frame[validation]),
+        holdout=data.Share.of(holdout),
     )
-    validation = (keys.str[8:16].apply(int, base=16) % 100) < settings.validation_percent
-    X = {
-        "train": train_frame[~validation][list(schema.FEATURES)],
-        "validation": train_frame[validation][list(schema.FEATURES)],
-        "holdout": holdout[list(schema.FEATURES)],
-    }
-    y = {
-        "train": train_frame[~validation][schema.LABEL].to_numpy(),
-        "validation": train_frame[validation][schema.LABEL].to_numpy(),
-        "holdout": holdout[schema.LABEL].to_numpy(),
-    }
     started = time.perf_counter()
-    candidates = train.sample_candidates(n_iter, train.FAMILIES, settings.train_seed)
+    candidates = search.sample_candidates(n_iter, FAMILIES, settings.train_seed)
     for i, candidate in enumerate(candidates, 1):
-        train.fit_candidate(candidate, X, y, settings.train_seed)
+        search.fit_candidate(candidate, rows, settings.train_seed)
         print(
             f"  [{i}/{n_iter}] {candidate.family} {json.dumps(candidate.params, default=str)}: "
-            f"validation macro F1 {candidate.validation['validation_macro_f1']:.4f} "
+            f"validation macro F1 {candidate.validation_macro_f1:.4f} "
             f"(fit {candidate.fit_seconds:.1f}s)",
             flush=True,
         )
-    best = max(candidates, key=lambda c: c.validation["validation_macro_f1"])
-    refit_seconds = train.refit_best(best, X, y, settings.train_seed)
+    best = max(candidates, key=lambda c: c.validation_macro_f1)
+    refit_seconds = search.refit_best(best, rows, settings.train_seed)
     total = time.perf_counter() - started
     print(f"  best {best.family}, refit in {refit_seconds:.1f}s", flush=True)
     started = time.perf_counter()
     # batch prediction with every core, as training scores its candidates
-    best.pipeline.predict(X["holdout"])
+    best.pipeline.predict(rows.holdout.X)
     predict_seconds = time.perf_counter() - started
     return {
         "train_seconds": total,

@@ -1,0 +1,118 @@
+"""The champion gate: the serving alias moves to a new version only when it beats the current
+champion's macro F1, both scored on the same held-out rows of today's data.
+
+`decide` is the rule (pure); `apply` is the MLflow step: it scores the champion, tags the new
+version with the decision, then moves the alias, so a version is fully described before
+anything serves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from covertype.settings import Settings
+from covertype.train import evaluate
+from covertype.train.data import Share
+
+log = logging.getLogger(__name__)
+
+
+class Champion(NamedTuple):
+    version: str
+    macro_f1: float | None  # None: it could not be scored on today's holdout
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    text: str
+
+
+def decide(
+    new_macro_f1: float, champion: Champion | None, holdout_rows: int, model_name: str, alias: str
+) -> Decision:
+    """Promote when there is no champion, it cannot be scored, or the new model beats it;
+    a tie keeps the champion."""
+    if champion is None:
+        return Decision(True, f"promoted: {model_name} had no {alias} yet")
+    version, old = champion
+    if old is None:
+        return Decision(True, f"promoted: champion v{version} could not be scored")
+    if new_macro_f1 > old:
+        return Decision(
+            True,
+            f"promoted: macro F1 {new_macro_f1:.4f} beats champion v{version}'s "
+            f"{old:.4f} on the same {holdout_rows} held-out rows",
+        )
+    return Decision(
+        False,
+        f"kept champion v{version}: its macro F1 {old:.4f} is not beaten "
+        f"by {new_macro_f1:.4f} on the same {holdout_rows} held-out rows",
+    )
+
+
+def score_champion(client, settings: Settings, holdout: Share) -> Champion | None:
+    """The current champion and its macro F1 on `holdout`; None if there is no champion."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases = client.get_registered_model(settings.model_name).aliases
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    if settings.model_alias not in aliases:
+        return None
+    current = client.get_model_version(settings.model_name, aliases[settings.model_alias])
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = mlflow.sklearn.load_model(
+                f"models:/{settings.model_name}/{current.version}", dst_path=tmp
+            )
+            predicted = model.predict(holdout.X)
+    except Exception:
+        log.exception("champion could not be scored", extra={"version": current.version})
+        return Champion(current.version, None)
+    return Champion(current.version, evaluate.macro_f1(holdout.y, predicted))
+
+
+def apply(
+    client,
+    settings: Settings,
+    version: str,
+    new_macro_f1: float,
+    holdout: Share,
+    holdout_hash: str,
+) -> tuple[Decision, Champion | None]:
+    """Score the champion, decide, tag `version` (and the active run) with the decision and
+    both scores, and move the alias to `version` if it won."""
+    import mlflow
+
+    name, alias = settings.model_name, settings.model_alias
+    champion = score_champion(client, settings, holdout)
+    decision = decide(new_macro_f1, champion, len(holdout), name, alias)
+    tags = {
+        "gate.decision": decision.text,
+        "gate.promoted": str(decision.promoted).lower(),
+        "gate.new_macro_f1": f"{new_macro_f1:.6f}",
+        "gate.champion_version": champion.version if champion else "",
+        "gate.champion_macro_f1": (
+            f"{champion.macro_f1:.6f}" if champion and champion.macro_f1 is not None else ""
+        ),
+        "gate.holdout_rows": str(len(holdout)),
+        "gate.holdout_hash": holdout_hash,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.update_model_version(name, version, description=decision.text)
+    if decision.promoted:
+        client.set_registered_model_alias(name, alias, version)
+    mlflow.set_tags(tags | {"version": version})
+    if champion and champion.macro_f1 is not None:
+        mlflow.log_metric("gate_champion_macro_f1", champion.macro_f1)
+    mlflow.log_metric("gate_new_macro_f1", new_macro_f1)
+    return decision, champion

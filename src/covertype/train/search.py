@@ -1,0 +1,151 @@
+"""The random search: candidates drawn in turn from the families, each fitted on the training
+share and scored on the validation share in a child run; the best refit and held out.
+
+The holdout judges only the chosen model (no candidate is chosen by it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from covertype.train import evaluate, families
+from covertype.train.data import Split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    family: str
+    params: dict
+    run_id: str = ""
+    status: str = "pending"
+    validation: dict = field(default_factory=dict)
+    holdout: dict = field(default_factory=dict)  # the chosen candidate's, after its refit
+    holdout_predicted: np.ndarray | None = None
+    fit_seconds: float = 0.0
+    predict_seconds: float = 0.0
+    error: str = ""
+    pipeline: object = None
+
+    @property
+    def validation_macro_f1(self) -> float:
+        return self.validation["validation_macro_f1"]
+
+
+def sample_candidates(n_iter: int, names: Sequence[str], seed: int) -> list[Candidate]:
+    """Random parameters, families in turn, so each gets the same share of the budget."""
+    from sklearn.model_selection import ParameterSampler
+
+    chosen = families.select(names)
+    drawn = [list(ParameterSampler(f.space(), n_iter, random_state=seed)) for f in chosen]
+    return [
+        Candidate(chosen[i % len(chosen)].name, drawn[i % len(chosen)][i]) for i in range(n_iter)
+    ]
+
+
+def given_candidates(configs: Sequence[tuple[str, dict]]) -> list[Candidate]:
+    """Candidates of given (family, params) configurations instead of a random draw."""
+    families.select([name for name, _ in configs])
+    return [Candidate(name, dict(params)) for name, params in configs]
+
+
+def fit_candidate(candidate: Candidate, rows: Split, seed: int, threads: int = 0) -> np.ndarray:
+    """Fit on the training share, score on the validation share (what the search chooses
+    by); returns the validation predictions."""
+    family = families.get(candidate.family)
+    started = time.perf_counter()
+    candidate.pipeline = family.fit(candidate.params, rows.train.X, rows.train.y, seed, threads)
+    candidate.fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    predicted = candidate.pipeline.predict(rows.validation.X)
+    candidate.predict_seconds = time.perf_counter() - started
+    candidate.validation = evaluate.scores(rows.validation.y, predicted, "validation")
+    return predicted
+
+
+def refit_best(best: Candidate, rows: Split, seed: int, threads: int = 0) -> float:
+    """Refit the chosen configuration on training + validation rows (the validation share
+    only served to choose it) and score it on the holdout; returns the refit seconds."""
+    family = families.get(best.family)
+    refit = rows.train + rows.validation
+    started = time.perf_counter()
+    best.pipeline = family.fit(best.params, refit.X, refit.y, seed, threads)
+    seconds = time.perf_counter() - started
+    best.holdout_predicted = best.pipeline.predict(rows.holdout.X)
+    best.holdout = evaluate.scores(rows.holdout.y, best.holdout_predicted, "holdout")
+    return seconds
+
+
+def search(
+    drawn: Sequence[Candidate],
+    rows: Split,
+    seed: int,
+    dataset,
+    say: Callable[[str], None],
+    threads: int = 0,
+) -> Candidate | None:
+    """Every candidate in a child run of the active run, a progress line each; the best by
+    validation macro F1, or None when every one failed."""
+    for i, candidate in enumerate(drawn, 1):
+        run_candidate(candidate, rows, seed, dataset, threads)
+        if candidate.status == "FINISHED":
+            say(
+                f"[{i}/{len(drawn)}] {candidate.family} {_short(candidate.params)}: validation "
+                f"macro F1 {candidate.validation_macro_f1:.4f} (fit {candidate.fit_seconds:.1f}s)"
+            )
+        else:
+            say(f"[{i}/{len(drawn)}] {candidate.family} failed: {candidate.error}")
+    finished = [c for c in drawn if c.status == "FINISHED"]
+    return max(finished, key=lambda c: c.validation_macro_f1) if finished else None
+
+
+def run_candidate(candidate: Candidate, rows: Split, seed: int, dataset, threads: int = 0) -> None:
+    """Fit, score and log one candidate in a child run. A failure ends that run FAILED
+    (MLflow does so when the exception leaves the `with`) and the search goes on."""
+    import mlflow
+
+    try:
+        with mlflow.start_run(run_name=candidate.family, nested=True) as run:
+            candidate.run_id = run.info.run_id
+            mlflow.set_tag("family", candidate.family)
+            mlflow.log_params(candidate.params | {"family": candidate.family})
+            mlflow.log_input(dataset, context="training")
+            try:
+                _fit_and_log(candidate, rows, seed, threads)
+            except Exception as error:
+                mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+                raise
+    except Exception as error:
+        candidate.status, candidate.error = "FAILED", f"{type(error).__name__}: {error}"
+        log.exception("candidate failed", extra={"family": candidate.family})
+    else:
+        candidate.status = "FINISHED"
+
+
+def _fit_and_log(candidate: Candidate, rows: Split, seed: int, threads: int) -> None:
+    import mlflow
+
+    family = families.get(candidate.family)
+    mlflow.log_param("fit_rows", family.fit_rows(len(rows.train)))
+    predicted = fit_candidate(candidate, rows, seed, threads)
+    mlflow.log_metrics(
+        candidate.validation
+        | {
+            "fit_seconds": candidate.fit_seconds,
+            "predict_seconds": candidate.predict_seconds,
+            "predict_rows_per_second": len(predicted) / max(candidate.predict_seconds, 1e-9),
+        }
+    )
+    evaluate.log_confusion(rows.validation.y, predicted, "Validation")
+
+
+def _short(params: dict) -> str:
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
