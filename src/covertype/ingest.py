@@ -25,7 +25,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from covertype import db, schema
+from covertype import db, http_errors, schema
 from covertype.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,14 @@ def fetch_batch(settings: Settings, client: httpx.Client | None = None) -> Batch
             client.close()
 
     if response.status_code == 400:
-        detail = _detail(response)
+        detail = http_errors.detail(response)
         if _EXHAUSTED.search(detail):
             return Batch(settings.group_number, None, [], detail)
         raise SourceError(f"source API {response.url} answered 400: {detail}")
     if response.status_code != 200:
         raise SourceError(
-            f"source API {response.url} answered {response.status_code}: {_detail(response)}"
+            f"source API {response.url} answered {response.status_code}: "
+            f"{http_errors.detail(response)}"
         )
     body = response.json()
     try:
@@ -126,13 +127,6 @@ def fetch_batch(settings: Settings, client: httpx.Client | None = None) -> Batch
             f"source API {response.url} answered an unexpected body ({error!r}); expected "
             "group_number, batch_number and data"
         ) from error
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text
 
 
 def store_batch(engine, batch: Batch, now: datetime | None = None) -> IngestResult:

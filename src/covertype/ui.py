@@ -17,17 +17,10 @@ import httpx
 import pandas as pd
 import streamlit as st
 
-from covertype import schema
+from covertype import http_errors, schema
+from covertype.serve.records import EXAMPLE
 from covertype.settings import Settings
 
-# A real row (the first of the shared covtype file; Spruce/Fir): the form's defaults.
-DEFAULT_RECORD = {
-    "Elevation": 3156, "Aspect": 287, "Slope": 7, "Horizontal_Distance_To_Hydrology": 579,
-    "Vertical_Distance_To_Hydrology": 9, "Horizontal_Distance_To_Roadways": 2844,
-    "Hillshade_9am": 200, "Hillshade_Noon": 240, "Hillshade_3pm": 179,
-    "Horizontal_Distance_To_Fire_Points": 283, "Wilderness_Area": "Commanche",
-    "Soil_Type": "C7756",
-}  # fmt: skip
 LABELS = {
     "Horizontal_Distance_To_Hydrology": "Horizontal distance to water (m)",
     "Vertical_Distance_To_Hydrology": "Vertical distance to water (m)",
@@ -67,20 +60,15 @@ def call(settings: Settings, method: str, path: str, **kwargs) -> object:
             f"The inference API at {settings.api_url} is not reachable ({error})."
         ) from None
     if response.status_code == 503:
-        raise ApiError(f"No model is served yet: {_detail(response)}")
+        raise ApiError(f"No model is served yet: {http_errors.detail(response)}")
     if response.status_code == 422:
         problems = response.json().get("detail", [])
         raise ApiError("Invalid input: " + "; ".join(p.get("msg", str(p)) for p in problems))
     if response.status_code != 200:
-        raise ApiError(f"The inference API answered {response.status_code}: {_detail(response)}")
+        raise ApiError(
+            f"The inference API answered {response.status_code}: {http_errors.detail(response)}"
+        )
     return response.json()
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text
 
 
 # ---------------------------------------------------------------- batch
@@ -126,8 +114,8 @@ def predict_batch(settings: Settings, valid: pd.DataFrame) -> pd.DataFrame:
 
 
 def form_defaults() -> dict:
-    """DEFAULT_RECORD, overridden by valid query parameters."""
-    values = dict(DEFAULT_RECORD)
+    """The API's example record (a real row), overridden by valid query parameters."""
+    values = dict(EXAMPLE)
     for name in schema.FEATURES:
         if name in st.query_params:
             try:

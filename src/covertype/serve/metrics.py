@@ -86,6 +86,63 @@ class Metrics:
             multiprocess_mode="liveall",
             registry=r,
         )
+        self.prediction_log_written = Counter(
+            "covertype_prediction_log_written",
+            "Answered records written to the data DB's predictions table",
+            registry=r,
+        )
+        self.prediction_log_dropped = Counter(
+            "covertype_prediction_log_dropped",
+            "Answered records not logged: the prediction log's queue was full",
+            registry=r,
+        )
+        self.prediction_log_queue = Gauge(
+            "covertype_prediction_log_queue",
+            "Answered records waiting in the prediction log's queue",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        # The latest drift reports (covertype.monitor), read from the data DB's drift_reports.
+        self.drift_share = Gauge(
+            "covertype_drift_share",
+            "Share of drifted features in the latest drift report, by kind (batch, predictions)",
+            ["kind"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.drift_detected = Gauge(
+            "covertype_drift_detected",
+            "1 if the latest drift report of this kind found the dataset drifted, else 0",
+            ["kind"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.drift_feature_score = Gauge(
+            "covertype_drift_feature_score",
+            "Drift score of one feature in the latest report (the test's statistic or p-value)",
+            ["kind", "feature"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.drift_batch = Gauge(
+            "covertype_drift_batch",
+            "Batch number of the latest batch drift report",
+            ["kind"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.live_accuracy = Gauge(
+            "covertype_live_accuracy",
+            "The champion's accuracy on the latest collected batch, before retraining",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.live_macro_f1 = Gauge(
+            "covertype_live_macro_f1",
+            "The champion's macro F1 on the latest collected batch, before retraining",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple] = {}
         self._prediction_children: dict[tuple[str, int], object] = {}
 
@@ -132,6 +189,26 @@ class Metrics:
 
     def registry_checked(self, reachable: bool) -> None:
         self.registry_up.set(1 if reachable else 0)
+
+    # ------------------------------------------------------------ drift (covertype.monitor)
+
+    def drift_reported(self, report: dict) -> None:
+        """The gauges of one stored drift report (a row of drift_reports)."""
+        import json
+
+        kind = report["kind"]
+        self.drift_share.labels(kind).set(report["drift_share"] or 0.0)
+        self.drift_detected.labels(kind).set(1 if report["dataset_drift"] else 0)
+        for feature, score in json.loads(report["feature_scores"] or "{}").items():
+            value = score.get("score") if isinstance(score, dict) else score
+            if isinstance(value, int | float):
+                self.drift_feature_score.labels(kind, feature).set(value)
+        if kind == "batch":
+            self.drift_batch.labels(kind).set(report["batch_number"] or 0)
+            if report.get("live_accuracy") is not None:
+                self.live_accuracy.set(report["live_accuracy"])
+            if report.get("live_macro_f1") is not None:
+                self.live_macro_f1.set(report["live_macro_f1"])
 
     # ------------------------------------------------------------ exposition
 

@@ -9,36 +9,35 @@ on a load or sees half a model. A registry that does not answer is logged and as
 next time; the model in memory keeps serving.
 
 The last loaded version is kept in COVERTYPE_SERVE_MODEL_CACHE (model files and a pointer
-with its metadata), so a restart while the registry is unreachable still serves.
-Models are unpacked with skops trusting only `train.TRUSTED_TYPES`, whatever the stored files claim.
+with its metadata). A (re)start serves it at once, before the registry is asked, so an API
+that crashed is back in seconds whether MLflow answers or not; the watcher's first check
+swaps in whatever the alias points at now. Models are unpacked with skops trusting only
+`artifact.TRUSTED_TYPES`, whatever the stored files claim.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import re
 import shutil
 import threading
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from covertype import schema
-from covertype.serve.fast import Predictor, compile_predictor
+from covertype.serve.cache import ModelCache
+from covertype.serve.fast import compile_predictor
 from covertype.serve.records import EXAMPLE, EXAMPLE_2
+from covertype.serve.served import RegistryState, ServedModel, answers_for, now
 from covertype.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FROM_REGISTRY = "registry"
 FROM_CACHE = "local cache"
+FROM_MEMORY = "memory"  # a pipeline handed to `serve_pipeline` (tests)
 # Error codes with which a reachable registry says "no such model / alias".
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
@@ -53,6 +52,19 @@ class Observer(Protocol):
     def registry_checked(self, reachable: bool) -> None: ...
 
 
+class NoObserver:
+    """An observer that ignores everything: a holder without metrics."""
+
+    def model_served(self, name: str, alias: str, version: str, swapped: bool) -> None:
+        pass
+
+    def model_loaded(self, source: str, ok: bool, seconds: float | None = None) -> None:
+        pass
+
+    def registry_checked(self, reachable: bool) -> None:
+        pass
+
+
 class ModelLoadError(RuntimeError):
     """A model version that cannot be served (format, files, or it fails its check)."""
 
@@ -61,107 +73,21 @@ class RegistryUnreachable(RuntimeError):
     """The registry did not answer (connection refused, timeout, 5xx)."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    name: str
-    alias: str
-    version: str
-    run_id: str
-    tags: dict[str, str]
-    source: str  # FROM_REGISTRY or FROM_CACHE
-    loaded_at: str
-    predictor: Predictor
-    fast_path_note: str | None  # why the pipeline serves instead of the fast path
-    answers: dict[int, bytes] = field(repr=False)  # the JSON answer for each class
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-    def summary(self) -> dict:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "alias": self.alias,
-            "loaded_at": self.loaded_at,
-            "source": self.source,
-        }
-
-    def info(self) -> dict:
-        tags = self.tags
-
-        def number(key: str) -> float | None:
-            try:
-                return float(tags[key])
-            except (KeyError, ValueError):
-                return None
-
-        rows = number("trained_rows")
-        return self.summary() | {
-            "run_id": self.run_id or tags.get("run_id", ""),
-            "family": tags.get("family"),
-            "metrics": {
-                "holdout_accuracy": number("holdout_accuracy"),
-                "holdout_macro_f1": number("holdout_macro_f1"),
-            },
-            "trained_rows": None if rows is None else int(rows),
-            "trained_batches": tags.get("trained_batches"),
-            "trained_at": tags.get("trained_at"),
-            "gate_decision": tags.get("gate.decision"),
-            "predictor": self.predictor.kind,
-            "fast_path_note": self.fast_path_note,
-        }
-
-
-def answers_for(version: str) -> dict[int, bytes]:
-    """The /predict answer for each class, encoded once per loaded version."""
-    return {
-        k: json.dumps(
-            {"cover_type": k, "cover_type_name": name, "model_version": version},
-            separators=(",", ":"),
-        ).encode()
-        for k, name in enumerate(schema.COVER_TYPE_NAMES)
-    }
-
-
-@dataclass
-class RegistryState:
-    uri: str
-    reachable: bool | None = None  # None: not asked yet
-    champion_version: str | None = None  # where the alias pointed at the last answer
-    last_checked: str | None = None
-    last_error: str | None = None
-    failures: int = 0  # consecutive checks without an answer
-
-    def as_dict(self) -> dict:
-        return {
-            "uri": self.uri,
-            "reachable": self.reachable,
-            "champion_version": self.champion_version,
-            "last_checked": self.last_checked,
-            "last_error": self.last_error,
-        }
-
-
 # ---------------------------------------------------------------- the model files
 
 
 def load_pipeline(model_dir: Path):
     """The sklearn pipeline of an MLflow model folder, via skops with our trusted types."""
     import skops.io
-    from mlflow.models import Model
+    import yaml
 
-    from covertype.train import TRUSTED_TYPES, for_serving
+    from covertype.artifact import TRUSTED_TYPES, for_serving
 
     trusted = sorted(TRUSTED_TYPES)  # what skops may instantiate: training's list, no more
 
-    try:
-        flavor = Model.load(str(model_dir / "MLmodel")).flavors["sklearn"]
-    except (OSError, KeyError) as error:
+    try:  # MLmodel is YAML; parsed here, MLflow's client is not needed to serve a folder
+        flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
         raise ModelLoadError(f"{model_dir} is not an MLflow sklearn model: {error}") from None
     if flavor.get("serialization_format") != "skops":
         raise ModelLoadError(
@@ -176,103 +102,30 @@ def load_pipeline(model_dir: Path):
     return pipeline
 
 
-class ModelCache:
-    """Model folders under `root/<name>/v<version>`, and a pointer `root/<name>@<alias>.json`
-    to the one last served. Written by rename, so a reader never sees half a folder."""
-
-    def __init__(self, root: Path, name: str, alias: str, tracking_uri: str):
-        self.root, self.name, self.alias, self.tracking_uri = root, name, alias, tracking_uri
-        self.models = root / _safe(name)
-        self.pointer = root / f"{_safe(name)}@{_safe(alias)}.json"
-
-    def folder(self, version: str) -> Path:
-        return self.models / f"v{_safe(version)}"
-
-    def has(self, version: str) -> bool:
-        return (self.folder(version) / "MLmodel").is_file()
-
-    def scratch(self) -> Path:
-        path = self.root / ".incoming" / uuid.uuid4().hex
-        path.mkdir(parents=True)
-        return path
-
-    def drop_stale_downloads(self, older_than: float = 3600) -> None:
-        """Downloads a killed process left half done (not another worker's current one)."""
-        for path in (self.root / ".incoming").glob("*"):
-            try:
-                if time.time() - path.stat().st_mtime > older_than:
-                    shutil.rmtree(path, ignore_errors=True)
-            except OSError:
-                continue
-
-    def keep(self, downloaded: Path, version: str) -> Path:
-        """Move a downloaded model folder into place (another worker may have won)."""
-        target = self.folder(version)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(downloaded, target)
-        except OSError:
-            if not self.has(version):
-                raise
-            shutil.rmtree(downloaded, ignore_errors=True)
-        return target
-
-    def read(self) -> dict | None:
-        try:
-            meta = json.loads(self.pointer.read_text())
-            version = str(meta["version"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if meta.get("tracking_uri") != self.tracking_uri or not self.has(version):
-            return None
-        return meta
-
-    def point_to(self, meta: dict) -> None:
-        """Record the version being served and drop the folders no pointer names."""
-        tmp = self.pointer.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(meta | {"tracking_uri": self.tracking_uri}))
-        os.replace(tmp, self.pointer)
-        named = {f"v{_safe(str(meta['version']))}"}
-        for pointer in self.root.glob(f"{_safe(self.name)}@*.json"):
-            try:
-                named.add(f"v{_safe(str(json.loads(pointer.read_text())['version']))}")
-            except (OSError, ValueError, KeyError):
-                continue
-        for folder in self.models.glob("v*"):
-            if folder.name not in named:
-                shutil.rmtree(folder, ignore_errors=True)
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
-
-
 # ---------------------------------------------------------------- the holder
 
 
 class ModelHolder:
-    """The model being served, and the watcher that replaces it when the alias moves."""
+    """The model being served, and the watcher that replaces it when the alias moves.
+    `watch=False`: the registry is never asked (no MLflow, no thread); models come only
+    through `serve_pipeline`."""
 
-    def __init__(self, settings: Settings, observer: Observer | None = None):
+    def __init__(self, settings: Settings, observer: Observer | None = None, watch: bool = True):
         self.settings = settings
         self.name, self.alias = settings.model_name, settings.model_alias
         self.interval = settings.serve_watch_seconds
-        self.observer = observer
+        self.observer: Observer = observer or NoObserver()
+        self.watch = watch
         self.current: ServedModel | None = None
         self.registry = RegistryState(settings.mlflow_tracking_uri)
         self.last_load_error: str | None = None
         self.cache = ModelCache(
             settings.serve_model_cache_dir, self.name, self.alias, settings.mlflow_tracking_uri
         )
-        # MLflow's client reads these per call. No retries of its own (they back off for
-        # seconds, and the lock is held meanwhile): the watcher asks again next interval.
-        timeout = math.ceil(settings.serve_registry_timeout_seconds)
-        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout)
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         self._client = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # one load at a time (start-up and watcher)
+        self._lock = threading.Lock()  # one load at a time (start-up, watcher, serve_pipeline)
 
     @property
     def target(self) -> str:
@@ -281,15 +134,23 @@ class ModelHolder:
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """First load (registry, else the local cache), then the watcher thread."""
+        """The last served version from the local cache at once, then the registry: asked
+        here when nothing was cached, else by the watcher thread right away. A restart after
+        a crash serves within seconds, MLflow up or not, and MLflow's client (seconds to
+        import) is not on that path; a version the alias left meanwhile is swapped at the
+        watcher's first check."""
+        if not self.watch:
+            return
         self.cache.drop_stale_downloads()
-        try:
-            self.check()
-        except Exception:
-            log.exception("first model check failed", extra={"model": self.target})
-        if self.current is None and self.registry.reachable is False:
-            self._load_cached()
-        self._thread = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
+        self._load_cached()
+        if self.current is None:
+            try:
+                self.check()
+            except Exception:
+                log.exception("first model check failed", extra={"model": self.target})
+        self._thread = threading.Thread(
+            target=self._watch, args=(self.current is not None,), name="model-watcher", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -297,8 +158,9 @@ class ModelHolder:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _watch(self, check_now: bool) -> None:
+        while not self._stop.wait(0 if check_now else self.interval):
+            check_now = False
             try:
                 self.check()
             except Exception:  # the watcher must outlive any surprise
@@ -346,13 +208,13 @@ class ModelHolder:
                 "registry reachable again",
                 extra={"uri": state.uri, "after_failed_checks": state.failures},
             )
-        state.reachable, state.champion_version, state.last_checked = True, version, _now()
+        state.reachable, state.champion_version, state.last_checked = True, version, now()
         state.last_error, state.failures = None, 0
-        self._observe("registry_checked", True)
+        self.observer.registry_checked(True)
 
     def _registry_down(self, error: str) -> None:
         state = self.registry
-        state.reachable, state.last_checked, state.last_error = False, _now(), error
+        state.reachable, state.last_checked, state.last_error = False, now(), error
         state.failures += 1
         log.warning(
             "registry unreachable; "
@@ -365,9 +227,29 @@ class ModelHolder:
                 "error": error,
             },
         )
-        self._observe("registry_checked", False)
+        self.observer.registry_checked(False)
 
     # ------------------------------------------------------------ loading and swapping
+
+    def serve_pipeline(
+        self,
+        pipeline,
+        version: str,
+        tags: dict[str, str] | None = None,
+        run_id: str = "",
+        source: str = FROM_MEMORY,
+    ) -> ServedModel:
+        """Serve a fitted pipeline already in memory, through the same compile, check and
+        swap as a registry version (how the unit tests serve a model without MLflow)."""
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                served = self._prepare(pipeline, version, tags or {}, run_id, source)
+            except Exception as error:
+                self._load_failed(version, source, error)
+                raise
+            self._swap(served, time.perf_counter() - started)
+        return served
 
     def _load(self, version) -> None:
         number = str(version.version)
@@ -409,11 +291,8 @@ class ModelHolder:
     def _load_cached(self) -> None:
         meta = self.cache.read()
         if meta is None:
-            log.warning(
-                "registry unreachable and no model in the local cache; not ready",
-                extra={"model": self.target, "cache": str(self.cache.root)},
-            )
-            self.last_load_error = "no model in the local cache " + str(self.cache.root)
+            log.info("no model in the local cache", extra={"cache": str(self.cache.root)})
+            self.last_load_error = f"no model in the local cache {self.cache.root}"
             return
         number = str(meta["version"])
         started = time.perf_counter()
@@ -427,7 +306,10 @@ class ModelHolder:
         self._swap(served, time.perf_counter() - started)
 
     def _serve_from(self, folder: Path, version: str, tags: dict, run_id: str, source: str):
-        pipeline = load_pipeline(folder)
+        return self._prepare(load_pipeline(folder), version, tags, run_id, source)
+
+    def _prepare(self, pipeline, version: str, tags: dict, run_id: str, source: str):
+        """The pipeline ready to serve: fast path compiled and checked, warmed up."""
         examples = [schema.validate_record(EXAMPLE), schema.validate_record(EXAMPLE_2)]
         predictor, note = compile_predictor(pipeline, extra=examples)
         predictor.predict_one(examples[0])  # warm up before the first request
@@ -438,7 +320,7 @@ class ModelHolder:
             run_id=run_id,
             tags=tags,
             source=source,
-            loaded_at=_now(),
+            loaded_at=now(),
             predictor=predictor,
             fast_path_note=note,
             answers=answers_for(version),
@@ -460,8 +342,8 @@ class ModelHolder:
                 "load_seconds": round(seconds, 3),
             },
         )
-        self._observe("model_loaded", served.source, True, seconds)
-        self._observe("model_served", self.name, self.alias, served.version, previous is not None)
+        self.observer.model_loaded(served.source, True, seconds)
+        self.observer.model_served(self.name, self.alias, served.version, previous is not None)
 
     def _load_failed(self, version: str, source: str, error: Exception) -> None:
         self.last_load_error = f"loading version {version} failed: {_short(error)}"
@@ -475,7 +357,7 @@ class ModelHolder:
                 "error": _short(error),
             },
         )
-        self._observe("model_loaded", source, False)
+        self.observer.model_loaded(source, False)
 
     # ------------------------------------------------------------ helpers
 
@@ -483,6 +365,13 @@ class ModelHolder:
         if self._client is None:
             import mlflow
 
+            # MLflow's client reads these per call. No retries of its own (they back off for
+            # seconds, and the lock is held meanwhile): the watcher asks again next interval.
+            timeout = math.ceil(self.settings.serve_registry_timeout_seconds)
+            os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout)
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+            # Its tqdm bar would write non-JSON lines into the service's JSON log.
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
             uri = self.settings.mlflow_tracking_uri
             # models:/ downloads resolve the version through MLflow's global registry URI
             # (whatever is passed), whose default is a local SQLite file, not the server.
@@ -490,11 +379,6 @@ class ModelHolder:
             mlflow.set_registry_uri(uri)
             self._client = mlflow.MlflowClient(uri, registry_uri=uri)
         return self._client
-
-    def _observe(self, event: str, *args) -> None:
-        if self.observer is not None:
-            method: Callable = getattr(self.observer, event)
-            method(*args)
 
     def not_ready_reason(self) -> str:
         state = self.registry
@@ -504,6 +388,8 @@ class ModelHolder:
                 why += f"; {self.last_load_error}"
         elif self.last_load_error:
             why = self.last_load_error
+        elif not self.watch:
+            why = "no model was given and the registry is not watched"
         else:
             why = "the first check of the registry has not finished"
         return (

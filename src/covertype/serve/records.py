@@ -1,4 +1,4 @@
-"""What the inference API reads and writes: the record, the answers, the problems.
+"""What the inference API reads: the record, a batch of them, and what is wrong with them.
 
 `Record` is one forest cell's 12 features. Its fields document the canonical form (ranges,
 vocabularies) for the OpenAPI document; the values themselves go through
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic import model_validator as _model_validator
 
 from covertype import schema
+from covertype.serve.shapes import Problem, Problems
 
 # The first row of the real covtype file (UCI Cover_Type 1: Spruce/Fir, class 0).
 EXAMPLE = {
@@ -83,69 +84,40 @@ Record = create_model(
 RECORDS = TypeAdapter(list[Record])
 
 
-class Prediction(BaseModel):
-    cover_type: int = Field(ge=0, le=len(schema.COVER_TYPE_NAMES) - 1, examples=[0])
-    cover_type_name: Literal[schema.COVER_TYPE_NAMES] = Field(  # type: ignore[valid-type]
-        examples=["Spruce/Fir"]
-    )
-    model_version: str = Field(description="registry version that made this prediction")
-
-
-class Problem(BaseModel):
-    """One thing wrong with the request: where, and for a field what is allowed."""
-
-    loc: list[str | int] = Field(examples=[["body", "Elevation"]])
-    msg: str = Field(
-        examples=[
-            "Elevation: 999 is out of range; allowed: a whole number of metres from 1000 to 4500"
-        ]
-    )
-    type: str = Field(examples=["invalid_field"])
-    field: str | None = None
-    input: Any = None
-    problem: str | None = None
-    allowed: str | None = None
-
-
-class Problems(BaseModel):
-    detail: list[Problem]
-
-
-class Detail(BaseModel):
-    detail: str
-
-
-def problems(errors: list[dict]) -> list[dict]:
+def problems(errors: list[dict]) -> list[Problem]:
     """pydantic's errors, with each bad field of a record spelled out as the schema says."""
-    out: list[dict] = []
+    out: list[Problem] = []
     for error in errors:
         loc = list(error.get("loc", ()))
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, schema.RecordError):
-            for bad in cause.errors:
-                kind = "missing" if bad.problem == "is missing" else "invalid_field"
-                out.append(
-                    {
-                        "loc": [*loc, bad.field],
-                        "msg": str(bad),
-                        "type": kind,
-                        "field": bad.field,
-                        "input": bad.value,
-                        "problem": bad.problem,
-                        "allowed": bad.allowed,
-                    }
+            out += [
+                Problem(
+                    loc=[*loc, bad.field],
+                    msg=str(bad),
+                    type="missing" if bad.problem == "is missing" else "invalid_field",
+                    field=bad.field,
+                    input=bad.value,
+                    problem=bad.problem,
+                    allowed=bad.allowed,
                 )
+                for bad in cause.errors
+            ]
             continue
         message = str(error.get("msg", ""))
         if isinstance(cause, ValueError):  # our own message, without pydantic's prefix
             message = str(cause)
         elif error.get("type") == "missing" and loc == ["body"]:  # no body, or JSON null
             message = f"the body is empty; send a record: {RECORD_SHAPE}"
-        problem = {"loc": loc, "msg": message, "type": str(error.get("type", "invalid"))}
-        if "input" in error and _is_json(error["input"]):
-            problem["input"] = error["input"]
-        out.append(problem)
+        given = {"input": error["input"]} if "input" in error and _is_json(error["input"]) else {}
+        out.append(Problem(loc=loc, msg=message, type=str(error.get("type", "invalid")), **given))
     return out
+
+
+def problems_body(problems: list[Problem]) -> dict:
+    """The 422 body: each problem with the fields it was given (unset ones are left out);
+    a NaN or an infinity the client sent (Python's JSON reads them) is answered as null."""
+    return Problems(detail=problems).model_dump(mode="json", exclude_unset=True)
 
 
 class BatchTooLarge(Exception):
@@ -153,9 +125,9 @@ class BatchTooLarge(Exception):
 
 
 class BatchInvalid(Exception):
-    def __init__(self, errors: list[dict]):
-        self.errors = errors
-        super().__init__(f"{len(errors)} problems")
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__(f"{len(problems)} problems")
 
 
 def parse_batch(body: bytes, max_batch: int) -> list:
@@ -164,17 +136,17 @@ def parse_batch(body: bytes, max_batch: int) -> list:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise BatchInvalid(
-            [{"loc": ["body"], "msg": f"body is not valid JSON: {error}", "type": "json_invalid"}]
+            [Problem(loc=["body"], msg=f"body is not valid JSON: {error}", type="json_invalid")]
         ) from None
     if not isinstance(data, list):
         raise BatchInvalid(
             [
-                {
-                    "loc": ["body"],
-                    "msg": f"a batch must be a JSON list of records ({RECORD_SHAPE}); "
+                Problem(
+                    loc=["body"],
+                    msg=f"a batch must be a JSON list of records ({RECORD_SHAPE}); "
                     f"got {_json_type(data)}",
-                    "type": "list_type",
-                }
+                    type="list_type",
+                )
             ]
         )
     if len(data) > max_batch:

@@ -1,0 +1,237 @@
+"""The inference API's routes: HTTP in, calls to the holder and the metrics, HTTP out.
+
+Records are validated by `records.Record` (the schema module's rules and messages), the
+model comes from `model.ModelHolder`, every answer's shape from `shapes`. The holder, the
+metrics and the settings are the app's (`create_app` puts them in `app.state`), handed in
+by `Depends`. `/predict` is `async def` on purpose: a one-row prediction is a few hundred
+microseconds of CPU, cheaper on the event loop than through the thread pool (where
+concurrent predictions only fight over the GIL); big batches go to a thread.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
+
+from covertype.serve.metrics import Metrics
+from covertype.serve.model import ModelHolder
+from covertype.serve.predlog import answered
+from covertype.serve.records import (
+    EXAMPLE,
+    EXAMPLE_2,
+    BatchInvalid,
+    BatchTooLarge,
+    Record,
+    parse_batch,
+    problems,
+    problems_body,
+)
+from covertype.serve.shapes import Detail, Health, ModelInfo, Prediction, Problems, Readiness
+from covertype.settings import Settings
+
+BATCH_IN_THREAD = 64  # batches at least this big predict off the event loop
+BYTES_PER_RECORD = 2048  # body size allowed per record of COVERTYPE_SERVE_MAX_BATCH
+BATCH_PATH = "/predict/batch"
+
+
+# ---------------------------------------------------------------- what the routes depend on
+# `async def` on purpose: FastAPI runs a plain `def` dependency in the thread pool, which
+# costs more than a fast-path prediction. These only read app.state: ~10 µs each measured
+# here in-process, so /predict takes only the two it needs.
+
+
+async def get_holder(request: Request) -> ModelHolder:
+    return request.app.state.holder
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+# ---------------------------------------------------------------- documented answers
+
+UNAVAILABLE = {503: {"model": Detail, "description": "No model loaded yet"}}
+INVALID = {422: {"model": Problems, "description": "Bad record(s): each bad field named"}}
+ONE_EXAMPLE = {
+    "first real row": {"summary": "The first row of covtype (class 0)", "value": EXAMPLE}
+}
+
+
+def batch_body(max_batch: int) -> dict:
+    """The batch route's documented body (it reads the body itself, for the size limits)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Record"},
+                        "maxItems": max_batch,
+                    },
+                    "examples": {
+                        "two real rows": {
+                            "summary": "The first two rows of covtype (classes 0 and 2)",
+                            "value": [EXAMPLE, EXAMPLE_2],
+                        }
+                    },
+                }
+            },
+        }
+    }
+
+
+def unavailable(holder: ModelHolder) -> JSONResponse:
+    return JSONResponse(
+        Detail(detail=holder.not_ready_reason()).model_dump(),
+        status_code=503,
+        headers={"Retry-After": str(math.ceil(holder.interval))},
+    )
+
+
+async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    """The app's handler of bad requests: 422 naming each bad field and what is allowed."""
+    return JSONResponse(problems_body(problems(list(error.errors()))), status_code=422)
+
+
+# ---------------------------------------------------------------- the routes
+
+router = APIRouter()
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=INVALID
+    | UNAVAILABLE
+    | {400: {"model": Detail, "description": "The body cannot be read (not UTF-8)"}},
+    summary="Predict the cover type of one record",
+)
+async def predict(
+    record: Annotated[Record, Body(openapi_examples=ONE_EXAMPLE)],
+    holder: HolderDep,
+    metrics: MetricsDep,
+) -> Any:
+    served = holder.current
+    if served is None:
+        return unavailable(holder)
+    features = record.__dict__
+    label = served.predictor.predict_one(features)
+    metrics.count_prediction(served.version, label)
+    answered((features,), (label,), served.version)
+    return Response(served.answers[label], media_type="application/json")
+
+
+@router.post(
+    BATCH_PATH,
+    response_model=list[Prediction],
+    responses=INVALID
+    | UNAVAILABLE
+    | {413: {"model": Detail, "description": "More records than COVERTYPE_SERVE_MAX_BATCH"}},
+    summary="Predict a list of records; answers in the same order",
+)  # its body is documented by `include_routes`, with the app's batch limit
+async def predict_batch(
+    request: Request, holder: HolderDep, metrics: MetricsDep, settings: SettingsDep
+) -> Any:
+    body = await _read_body(request, settings.serve_max_batch * BYTES_PER_RECORD)
+    try:
+        records = parse_batch(body, settings.serve_max_batch)
+    except BatchTooLarge as error:
+        return JSONResponse(Detail(detail=str(error)).model_dump(), status_code=413)
+    except BatchInvalid as error:
+        return JSONResponse(problems_body(error.problems), status_code=422)
+    served = holder.current
+    if served is None:
+        return unavailable(holder)
+    rows = [record.__dict__ for record in records]
+    if len(rows) >= BATCH_IN_THREAD:
+        labels = await run_in_threadpool(served.predictor.predict_many, rows)
+    else:
+        labels = served.predictor.predict_many(rows)
+    metrics.count_predictions(served.version, labels)
+    answered(rows, labels, served.version)
+    answer = b"[" + b",".join(served.answers[label] for label in labels) + b"]"
+    return Response(answer, media_type="application/json")
+
+
+@router.get("/health", response_model=Health, summary="The process is alive")
+async def health() -> Any:
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "No model loaded yet"}},
+    summary="A model is loaded (which one), and whether the registry answers",
+)
+async def ready(holder: HolderDep) -> Any:
+    served = holder.current
+    readiness = Readiness(
+        ready=served is not None,
+        model=served.summary() if served else None,
+        registry=holder.registry.status(),
+        detail=None if served else holder.not_ready_reason(),
+    )
+    if served is None:
+        return JSONResponse(readiness.model_dump(), status_code=503)
+    return readiness
+
+
+@router.get(
+    "/model",
+    response_model=ModelInfo,
+    responses=UNAVAILABLE,
+    summary="The model being served: version, alias, run, holdout metrics, training data",
+)
+async def model(holder: HolderDep) -> Any:
+    served = holder.current
+    if served is None:
+        return unavailable(holder)
+    return served.info(holder.registry.status())
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+async def prometheus(metrics: MetricsDep) -> Any:
+    return Response(metrics.render(), media_type=metrics.content_type)
+
+
+def include_routes(app: FastAPI, max_batch: int) -> None:
+    """The routes on `app`, its batch limit in the OpenAPI document (the router's routes
+    are shared by every app; each app gets copies, so one app's limit is its own)."""
+    app.include_router(router)
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path == BATCH_PATH:
+            route.openapi_extra = batch_body(max_batch)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 as soon as it is longer than `limit` bytes."""
+    too_long = HTTPException(
+        413, f"request body over {limit} bytes ({BYTES_PER_RECORD} a record of the maximum batch)"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_long
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_long
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,92 @@
+"""What the API reads of the holder: the model being served and the registry's state,
+each turned into its response shape (`shapes`) by one method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from covertype import schema
+from covertype.serve.fast import Predictor
+from covertype.serve.shapes import (
+    HoldoutMetrics,
+    ModelInfo,
+    ModelSummary,
+    Prediction,
+    RegistryStatus,
+)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    alias: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+    source: str  # FROM_REGISTRY, FROM_CACHE or FROM_MEMORY
+    loaded_at: str
+    predictor: Predictor
+    fast_path_note: str | None  # why the pipeline serves instead of the fast path
+    answers: dict[int, bytes] = field(repr=False)  # the JSON answer for each class
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def summary(self) -> ModelSummary:
+        return ModelSummary.model_validate(self, from_attributes=True)
+
+    def info(self, registry: RegistryStatus) -> ModelInfo:
+        tags = self.tags
+
+        def number(key: str) -> float | None:
+            try:
+                return float(tags[key])
+            except (KeyError, ValueError):
+                return None
+
+        rows = number("trained_rows")
+        return ModelInfo(
+            **self.summary().model_dump(),
+            run_id=self.run_id or tags.get("run_id", ""),
+            family=tags.get("family"),
+            metrics=HoldoutMetrics(
+                holdout_accuracy=number("holdout_accuracy"),
+                holdout_macro_f1=number("holdout_macro_f1"),
+            ),
+            trained_rows=None if rows is None else int(rows),
+            trained_batches=tags.get("trained_batches"),
+            trained_at=tags.get("trained_at"),
+            gate_decision=tags.get("gate.decision"),
+            predictor=self.predictor.kind,
+            fast_path_note=self.fast_path_note,
+            registry=registry,
+        )
+
+
+def answers_for(version: str) -> dict[int, bytes]:
+    """The /predict answer for each class, encoded once per loaded version."""
+    return {
+        k: Prediction(cover_type=k, cover_type_name=name, model_version=version)
+        .model_dump_json()
+        .encode()
+        for k, name in enumerate(schema.COVER_TYPE_NAMES)
+    }
+
+
+@dataclass
+class RegistryState:
+    uri: str
+    reachable: bool | None = None  # None: not asked yet
+    champion_version: str | None = None  # where the alias pointed at the last answer
+    last_checked: str | None = None
+    last_error: str | None = None
+    failures: int = 0  # consecutive checks without an answer
+
+    def status(self) -> RegistryStatus:
+        return RegistryStatus.model_validate(self, from_attributes=True)
