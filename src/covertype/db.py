@@ -1,4 +1,5 @@
-"""The data DB: table `cover_type` (valid rows, stored once by row key) and its quarantine.
+"""The data DB: table `cover_type` (valid rows, stored once by row key) and its quarantine;
+`predictions` (what the inference API answered) and `drift_reports` (the monitoring's).
 
 Works on SQLite (local), MySQL/MariaDB (compose, CI) and PostgreSQL.
 """
@@ -8,14 +9,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     Engine,
+    Float,
+    Index,
     Integer,
     MetaData,
     SmallInteger,
@@ -38,16 +44,29 @@ log = logging.getLogger(__name__)
 metadata = MetaData()
 ROW_KEY_LENGTH = 32  # hex chars of a 16-byte BLAKE2b digest
 
+
+def _feature_columns() -> list[Column]:
+    """The 12 features as columns (fresh objects: a Column belongs to one table)."""
+    return [
+        *(
+            Column(f.name, SmallInteger if f.high < 2**15 else Integer, nullable=False)
+            for f in schema.NUMERIC_FIELDS
+        ),
+        Column(schema.WILDERNESS, String(16), nullable=False),
+        Column(schema.SOIL, String(8), nullable=False),
+    ]
+
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY; elsewhere 64 bits, for a long log.
+_SERIAL = BigInteger().with_variant(Integer, "sqlite")
+# MySQL's DATETIME drops fractions of a second unless asked to keep them.
+_MICROSECONDS = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
 cover_type = Table(
     "cover_type",
     metadata,
     Column("row_key", String(ROW_KEY_LENGTH), primary_key=True),
-    *(
-        Column(f.name, SmallInteger if f.high < 2**15 else Integer, nullable=False)
-        for f in schema.NUMERIC_FIELDS
-    ),
-    Column(schema.WILDERNESS, String(16), nullable=False),
-    Column(schema.SOIL, String(8), nullable=False),
+    *_feature_columns(),
     Column(schema.LABEL, SmallInteger, nullable=False),
     Column("batch_number", SmallInteger, nullable=False),
     Column("group_number", SmallInteger, nullable=False),
@@ -64,6 +83,76 @@ quarantine = Table(
     Column("group_number", SmallInteger),
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# What the inference API answered, one row per record (written in bulk by its log writer).
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("predicted_at", _MICROSECONDS, nullable=False),
+    Column("model_version", String(32), nullable=False),
+    *_feature_columns(),  # as normalised by the schema (canonical area and soil code)
+    Column("predicted_cover_type", SmallInteger, nullable=False),
+    Column("latency_ms", Float, nullable=False),  # of the request that answered it
+    Index("ix_predictions_predicted_at", "predicted_at"),
+)
+
+# One row per drift report (computed or not: `reason` says why not); see covertype.monitor.
+drift_reports = Table(
+    "drift_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # "batch" or "predictions"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("champion_version", String(32)),  # None: there was no champion
+    Column("batch_number", SmallInteger),  # kind "batch"
+    Column("predictions_from_id", BigInteger),  # kind "predictions": the ids compared
+    Column("predictions_to_id", BigInteger),
+    Column("reference_rows", Integer, nullable=False),
+    Column("current_rows", Integer, nullable=False),
+    Column("computed", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),  # the summary, or why it was not computed
+    Column("dataset_drift", Boolean),
+    Column("drifted_features", SmallInteger),
+    Column("features", SmallInteger),
+    Column("drift_share", Float),
+    Column("drift_share_threshold", Float),
+    Column("feature_scores", Text),  # JSON: feature → score, test, threshold, drifted
+    Column("current_classes", SmallInteger),  # kind "batch": classes in the batch
+    Column("live_accuracy", Float),  # kind "batch": the champion on the batch, before training
+    Column("live_macro_f1", Float),
+    Column("mlflow_run_id", String(32)),
+    Index("ix_drift_reports_kind_model", "kind", "model_name", "id"),
+)
+
+# Every decision of the retraining policy (covertype.orchestrate), trained or skipped, why.
+retrain_decisions = Table(
+    "retrain_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("champion_version", String(32)),
+    Column("train", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("rows_now", Integer, nullable=False),
+    Column("champion_rows", Integer, nullable=False),
+    Column("run_id", String(250)),  # the Airflow DAG run that decided
+)
+
+
+class Prediction(NamedTuple):
+    """One answered record, as the prediction log stores it."""
+
+    features: Mapping[str, object]  # the 12 fields as normalised by `schema`
+    cover_type: int
+    model_version: str
+    latency_ms: float
+    predicted_at: datetime
+    request_id: str
 
 
 def make_engine(url: str) -> Engine:
@@ -192,3 +281,59 @@ def count_rows(url: str) -> tuple[int, int]:
             )
     finally:
         engine.dispose()
+
+
+def insert_predictions(engine: Engine, records: Sequence[Prediction]) -> int:
+    """Store answered records in `predictions` in one transaction and one executemany (the
+    DB-API batches it: pymysql into multi-row INSERTs, sqlite3 in C); how many were stored."""
+    if not records:
+        return 0
+    rows = [
+        {
+            **r.features,
+            "predicted_cover_type": r.cover_type,
+            "model_version": r.model_version,
+            "latency_ms": r.latency_ms,
+            "predicted_at": r.predicted_at,
+            "request_id": r.request_id,
+        }
+        for r in records
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(predictions), rows)
+    return len(rows)
+
+
+def add_drift_report(engine: Engine, row: Mapping[str, object]) -> int:
+    """Store one drift report; its id."""
+    with engine.begin() as conn:
+        return int(conn.execute(insert(drift_reports), dict(row)).inserted_primary_key[0])
+
+
+def latest_drift_report(
+    engine: Engine, kind: str, model_name: str, champion_version: str | None = None
+) -> dict | None:
+    """The newest computed report of `kind` for the model (and champion version, if given)."""
+    query = select(drift_reports).where(
+        drift_reports.c.kind == kind,
+        drift_reports.c.model_name == model_name,
+        drift_reports.c.computed.is_(True),
+    )
+    if champion_version is not None:
+        query = query.where(drift_reports.c.champion_version == champion_version)
+    with engine.connect() as conn:
+        row = conn.execute(query.order_by(drift_reports.c.id.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None
+
+
+def add_retrain_decision(engine: Engine, row: Mapping[str, object]) -> int:
+    """Store one decision of the retraining policy; its id."""
+    with engine.begin() as conn:
+        return int(conn.execute(insert(retrain_decisions), dict(row)).inserted_primary_key[0])
+
+
+def rows_after(engine: Engine, table: Table, after_id: int, limit: int = 100) -> list[dict]:
+    """Rows of `table` (with an `id`) after `after_id`, oldest first: what is new since."""
+    query = select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]

@@ -13,14 +13,16 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from covertype.settings import Settings
+from covertype.settings import Settings, client_host
 
 DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
 COLLECT_DAG = "covertype_collect"
 TRAIN_DAG = "covertype_train"
+MONITOR_DAG = "covertype_monitor"
 COVER_TYPE_ASSET = "cover_type"
 # Airflow Variable: set while the source says all data was collected (see `paused_reason`).
 PAUSE_VARIABLE = "covertype_collection_paused"
@@ -46,8 +48,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     home = airflow_home(settings)
     parallelism = str(settings.airflow_parallelism)
     # Workers call the api-server's Execution API; 0.0.0.0 is where it listens, not an address.
-    host = "127.0.0.1" if settings.airflow_host in ("0.0.0.0", "::", "") else settings.airflow_host
-    base_url = f"http://{host}:{settings.airflow_port}"
+    base_url = f"http://{client_host(settings.airflow_host)}:{settings.airflow_port}"
     env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
@@ -186,3 +187,166 @@ def champion_asset(settings: Settings):
 
     name, alias = settings.model_name, settings.model_alias
     return Asset(name=f"{name}_{alias}", uri=f"models:/{name}@{alias}")
+
+
+# ---------------------------------------------------------------- when to retrain
+
+
+@dataclass(frozen=True)
+class DriftFacts:
+    """The latest batch drift report against the current champion."""
+
+    batch_number: int | None
+    dataset_drift: bool
+    drifted_features: int
+    features: int
+    share: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class RetrainFacts:
+    """What the retraining policy looks at."""
+
+    champion_version: str | None
+    champion_rows: int  # rows the champion's training read (0 without a champion)
+    rows_now: int  # rows in cover_type now
+    drift: DriftFacts | None  # None: no batch report against this champion yet
+    min_new_rows_percent: float
+    manual: bool = False
+
+    @property
+    def new_rows(self) -> int:
+        return max(self.rows_now - self.champion_rows, 0)
+
+    @property
+    def new_rows_percent(self) -> float:
+        return 100 * self.new_rows / self.champion_rows if self.champion_rows else float("inf")
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    train: bool
+    reason: str
+    facts: RetrainFacts
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def retrain_decision(facts: RetrainFacts) -> RetrainDecision:
+    """Train by hand, without a champion, on drift, or when the rows added since the
+    champion's training are at least `min_new_rows_percent` of the rows it read; otherwise
+    skip, saying why."""
+
+    def decision(train: bool, reason: str) -> RetrainDecision:
+        return RetrainDecision(train, reason, facts)
+
+    if facts.manual:
+        return decision(True, "training requested by hand")
+    if facts.rows_now == 0:
+        return decision(False, "nothing to train on: cover_type has no rows yet")
+    if facts.champion_version is None:
+        return decision(True, f"no champion yet; {facts.rows_now:,} rows to train on")
+    version, drift = facts.champion_version, facts.drift
+    if drift is None:
+        drift_text = f"no drift report against champion v{version} yet"
+    else:
+        verdict = "drift" if drift.dataset_drift else "no drift"
+        comparison = "≥" if drift.dataset_drift else "<"
+        drift_text = (
+            f"{verdict} in batch {drift.batch_number} ({drift.drifted_features} of "
+            f"{drift.features} features drifted, share {drift.share:.2f} {comparison} "
+            f"{drift.threshold:g})"
+        )
+    enough = facts.new_rows_percent >= facts.min_new_rows_percent
+    rows_text = (
+        f"{facts.new_rows:,} new rows since v{version}'s training are "
+        f"{_percent(facts.new_rows_percent)} of the {facts.champion_rows:,} it read "
+        f"({'≥' if enough else '<'} {facts.min_new_rows_percent:g}%)"
+    )
+    if drift is not None and drift.dataset_drift:
+        return decision(True, f"{drift_text}; {rows_text}")
+    if enough:
+        return decision(True, f"{rows_text}; {drift_text}")
+    return decision(False, f"{drift_text} and {rows_text}")
+
+
+def _percent(value: float) -> str:
+    return "all new" if value == float("inf") else f"{value:.0f}%"
+
+
+def retraining_decision(settings: Settings, manual: bool = False) -> RetrainDecision:
+    """Gather the facts (the champion and the rows it read from the registry, the rows now
+    and the latest batch drift report from the data DB) and decide; what the DAG calls."""
+    from covertype import db, tracking
+    from covertype.monitor.reference import find_champion
+
+    champion = find_champion(tracking.connect(settings), settings)
+    engine = db.make_engine(settings.data_db)
+    try:
+        db.create_tables(engine)
+        rows_now = db.count_rows(settings.data_db)[0]
+        report = (
+            db.latest_drift_report(engine, "batch", settings.model_name, champion.version)
+            if champion
+            else None
+        )
+    finally:
+        engine.dispose()
+    drift = None
+    if report is not None:
+        drift = DriftFacts(
+            batch_number=report["batch_number"],
+            dataset_drift=bool(report["dataset_drift"]),
+            drifted_features=report["drifted_features"],
+            features=report["features"],
+            share=report["drift_share"],
+            threshold=report["drift_share_threshold"],
+        )
+    facts = RetrainFacts(
+        champion_version=champion.version if champion else None,
+        champion_rows=champion.rows if champion else 0,
+        rows_now=rows_now,
+        drift=drift,
+        min_new_rows_percent=settings.retrain_min_new_rows_percent,
+        manual=manual,
+    )
+    return retrain_decision(facts)
+
+
+def batches_to_report(extras: Sequence[Mapping], latest: int | None) -> list[int]:
+    """The batches a training run reports drift for: those its triggering collections stored
+    rows of (each once, in order); a run by hand, the latest batch in the data DB."""
+    batches = sorted({int(e["batch_number"]) for e in extras if e.get("batch_number")})
+    return batches or ([latest] if latest else [])
+
+
+def record_decision(settings: Settings, decision: RetrainDecision, run_id: str | None) -> int:
+    """The decision into the data DB's `retrain_decisions` (what `covertype up` and the UI
+    show); its id."""
+    from covertype import db
+
+    engine = db.make_engine(settings.data_db)
+    try:
+        db.create_tables(engine)
+        return db.add_retrain_decision(
+            engine,
+            {
+                "decided_at": datetime.now(UTC),
+                "model_name": settings.model_name,
+                "champion_version": decision.facts.champion_version,
+                "train": decision.train,
+                "reason": decision.reason,
+                "rows_now": decision.facts.rows_now,
+                "champion_rows": decision.facts.champion_rows,
+                "run_id": run_id,
+            },
+        )
+    finally:
+        engine.dispose()
+
+
+def predictions_interval(settings: Settings) -> timedelta:
+    """How often the monitoring DAG reports drift of the logged predictions."""
+    return timedelta(seconds=settings.monitor_predictions_seconds)

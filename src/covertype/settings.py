@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,11 @@ class Settings(BaseSettings):
     source_port: int = Field(8087, ge=1, le=65535)
     group_number: int = Field(7, ge=1, le=10)
     batch_seconds: float = Field(300.0, gt=0)
+    source_order: Literal["random", "elevation", "wilderness"] = Field(
+        "random",
+        description="drift scenario: random batches (the course's), elevation bands from the "
+        "lowest, or the wilderness areas one after another",
+    )
 
     # Ingestion
     data_db_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home")
@@ -65,9 +71,31 @@ class Settings(BaseSettings):
     # Training
     train_n_iter: int = Field(5, ge=1, description="candidates of the random search")
     train_seed: int = 0
+    train_threads: int = Field(
+        0,
+        ge=0,
+        description="threads of each training fit; 0: every core (the local stack: all but one)",
+    )
     holdout_percent: int = Field(20, ge=1, le=50, description="rows held out, by row key")
     validation_percent: int = Field(
         20, ge=1, le=50, description="of the other rows, to choose the candidate"
+    )
+
+    # Monitoring: drift reports and the retraining policy
+    monitor_predictions_seconds: float = Field(
+        3600.0, gt=0, description="how often the logged predictions get a drift report"
+    )
+    monitoring_experiment: str = Field(
+        "covertype-monitoring", description="MLflow experiment of the drift reports"
+    )
+    drift_reference_rows: int = Field(
+        5000, ge=1, description="seeded sample of the champion's training rows drift compares to"
+    )
+    drift_min_rows: int = Field(
+        100, ge=1, description="fewest current rows (batch or predictions) a drift report needs"
+    )
+    retrain_min_new_rows_percent: float = Field(
+        20.0, ge=0, description="new rows, as % of the champion's, that call for a training"
     )
 
     # Inference API, UI, Airflow, Locust
@@ -89,6 +117,15 @@ class Settings(BaseSettings):
         "errors",
         pattern="^(all|errors|off)$",
         description="JSON log line per request: all, errors (4xx/5xx answers only) or off",
+    )
+    prediction_log: str = Field(
+        "on", pattern="^(on|off)$", description="every answer recorded in the data DB's predictions"
+    )
+    prediction_log_queue: int = Field(
+        10_000, ge=1, description="answered records the log keeps in memory; more are dropped"
+    )
+    prediction_log_flush_seconds: float = Field(
+        1.0, gt=0, description="how often the log writes its queue to the data DB"
     )
     ui_host: str = "127.0.0.1"
     ui_port: int = Field(8086, ge=1, le=65535)
@@ -155,6 +192,18 @@ class Settings(BaseSettings):
     @property
     def source_state_path(self) -> Path:
         return self.home / "source_state.db"
+
+
+def client_host(host: str) -> str:
+    """Where a client reaches a server that listens on `host` (0.0.0.0 is no address)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def safe_url(url: str) -> str:
+    """A database URL with its password hidden, for logs, tags and messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def env_name(field: str) -> str:

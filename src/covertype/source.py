@@ -7,6 +7,10 @@ by a slow collector); after the last batch's window the answer is HTTP 400 "all 
 collected" until `/restart_data_generation`. Group state lives in a SQLite file, so a restart
 of the process resumes where it was, and `BEGIN IMMEDIATE` makes a batch move exactly once
 under concurrent calls (also across worker processes).
+
+`COVERTYPE_SOURCE_ORDER` is the drift scenario: how the rows are cut into the 10 batches
+(`partition`). `random` is the course's behaviour; `elevation` and `wilderness` make later
+batches differ from earlier ones the way real collection drifts.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
 
 from covertype import dataset, schema
@@ -30,6 +35,14 @@ log = logging.getLogger(__name__)
 BATCHES = 10
 GROUPS = range(1, 11)
 PARTITION_SEED = 0  # the same split into batches for every group and every restart
+ORDERS = {
+    "random": "a seeded random permutation cut into 10 equal batches",
+    "elevation": "rows sorted by Elevation, cut into 10 equal bands: batch 1 the lowest",
+    "wilderness": (
+        "the wilderness areas one after another (Rawah, Neota, Commanche, Cache), "
+        "cut into 10 equal batches"
+    ),
+}
 EXHAUSTED_DETAIL = (
     "All data was collected for group {group}: all {batches} batches were served. "
     "Call /restart_data_generation?group_number={group} to start again."
@@ -102,6 +115,32 @@ class StateStore:
         return {group: GroupState(batch, started) for group, batch, started in rows}
 
 
+def partition(frame: pd.DataFrame, order: str = "random") -> list[np.ndarray]:
+    """The dataset's 10 batches as row positions, the same for every group and restart.
+
+    Every order starts from the same seeded permutation, so `random` is today's split and
+    the others break ties (same elevation, same area) in that random order: a batch is
+    never sorted by anything else, and calls within it sample it uniformly."""
+    shuffled = np.random.default_rng(PARTITION_SEED).permutation(len(frame))
+    if order == "elevation":
+        key = frame["Elevation"].to_numpy()[shuffled]
+    elif order == "wilderness":
+        codes = pd.Categorical(frame[schema.WILDERNESS], categories=schema.WILDERNESS_AREAS).codes
+        key = codes[shuffled]
+    elif order == "random":
+        key = None
+    else:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    if key is not None:
+        shuffled = shuffled[np.argsort(key, kind="stable")]
+    return np.array_split(shuffled, BATCHES)
+
+
+def call_rows(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What one call serves of a batch: a random tenth of its rows, in dataset order."""
+    return np.sort(rng.choice(batch, size=math.ceil(len(batch) / 10), replace=False))
+
+
 def parse_group(value: str | None) -> int:
     """The course API answers 400 (not 422) to a bad group; so do we, naming what is allowed."""
     try:
@@ -120,14 +159,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         started = time.perf_counter()
         frame = dataset.load_dataset(settings)
-        order = np.random.default_rng(PARTITION_SEED).permutation(len(frame))
         app.state.frame = frame
-        app.state.batches = np.array_split(order, BATCHES)
+        app.state.batches = partition(frame, settings.source_order)
         app.state.store = StateStore(settings.source_state_path, settings.batch_seconds)
         log.info(
             "source ready",
             extra={
                 "rows": len(frame),
+                "order": settings.source_order,
                 "batch_seconds": settings.batch_seconds,
                 "startup_seconds": round(time.perf_counter() - started, 3),
             },
@@ -150,6 +189,8 @@ def create_app(settings: Settings) -> FastAPI:
             "rows": len(state.frame),
             "fields": list(schema.FIELDS),
             "batches": BATCHES,
+            "order": settings.source_order,
+            "order_detail": ORDERS[settings.source_order],
             "rows_per_batch": [len(b) for b in state.batches],
             "rows_per_call": "a random tenth of the current batch",
             "batch_seconds": settings.batch_seconds,
@@ -168,11 +209,8 @@ def create_app(settings: Settings) -> FastAPI:
         current = state.store.advance(group, time.time())
         if current.exhausted:
             raise HTTPException(400, EXHAUSTED_DETAIL.format(group=group, batches=BATCHES))
-        batch = state.batches[current.batch_number - 1]
-        picked = np.random.default_rng().choice(
-            batch, size=math.ceil(len(batch) / 10), replace=False
-        )
-        rows = dataset.to_course_rows(state.frame.iloc[np.sort(picked)])
+        picked = call_rows(state.batches[current.batch_number - 1], np.random.default_rng())
+        rows = dataset.to_course_rows(state.frame.iloc[picked])
         log.info(
             "data served",
             extra={"group_number": group, "batch_number": current.batch_number, "rows": len(rows)},

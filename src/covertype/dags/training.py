@@ -1,16 +1,27 @@
 """
-### Training: random search on the data DB, registered in MLflow, gated into the champion
+### Training: drift and live accuracy of the new batch, the retraining policy, then (if it
+### pays) a random search registered in MLflow and gated into the champion
 
 Runs when the Asset `cover_type` was updated (a collection run stored new rows; updates that
 arrive while a training runs are taken together by the next run), or by hand with params:
-`n_iter` (candidates; empty: `COVERTYPE_TRAIN_N_ITER`) and `families`.
+`n_iter` (candidates; empty: `COVERTYPE_TRAIN_N_ITER`), `families`, and `apply_policy` (a run
+by hand trains unless this is set).
 
-- **train_model** calls `covertype.train.train` (what `covertype train` does): every stored
-  row, a random search over the families, one MLflow run per candidate, the best registered as
-  a new version; the gate moves the alias `champion` only when that version beats the
-  champion on the same held-out rows. Its XCom is the result: version, family, holdout
-  metrics, `promoted` and the gate's `decision`. Retried when MLflow is unreachable; a
-  training that cannot start (no rows, one class) fails at once.
+- **monitor_batches**: for each batch the triggering collections stored, an Evidently drift
+  report against the champion's training rows and the champion's accuracy and macro F1 on the
+  batch (`covertype.monitor.batch_report`): stored in `drift_reports`, logged to the MLflow
+  experiment `covertype-monitoring`. The "before" of every retraining.
+- **decide**: the retraining policy (`covertype.orchestrate.retraining_decision`): train
+  without a champion, on drift, or when the new rows are at least
+  `COVERTYPE_RETRAIN_MIN_NEW_ROWS_PERCENT` of what the champion read; recorded in
+  `retrain_decisions`.
+- **train_model**: skipped with the policy's reason when it says no. Otherwise it calls
+  `covertype.train.train` (what `covertype train` does): every stored row, a random search
+  over the families, one MLflow run per candidate, the best registered as a new version; the
+  gate moves the alias `champion` only when that version beats the champion on the same
+  held-out rows. Its XCom is the result: version, family, holdout metrics, `promoted` and the
+  gate's `decision`. Retried when MLflow is unreachable; a training that cannot start (no
+  rows, one class) fails at once.
 - **publish_champion** updates the Asset `covertype_champion` (extra: version, metrics,
   decision) for whatever serves or reports on the champion; skipped when the champion did not
   change.
@@ -25,13 +36,12 @@ from airflow.sdk import Param, dag, task
 
 from covertype import orchestrate
 from covertype.settings import get_settings
+from covertype.train.families import FAMILIES
 
 log = logging.getLogger(__name__)
 settings = get_settings()
 COVER_TYPE = orchestrate.cover_type_asset()
 CHAMPION = orchestrate.champion_asset(settings)
-# covertype.train.FAMILIES, spelled out: importing the trainer here would slow every parse.
-FAMILIES = ["lightgbm", "extra_trees", "svm"]
 
 
 @dag(
@@ -48,31 +58,62 @@ FAMILIES = ["lightgbm", "extra_trees", "svm"]
             description="Candidates of the random search (empty: COVERTYPE_TRAIN_N_ITER).",
         ),
         "families": Param(
-            FAMILIES,
+            list(FAMILIES),
             type="array",
-            items={"type": "string", "enum": FAMILIES},
+            items={"type": "string", "enum": list(FAMILIES)},
             minItems=1,
             uniqueItems=True,
             description="Model families to search, in turn.",
+        ),
+        "apply_policy": Param(
+            False,
+            type="boolean",
+            description="A run by hand trains; with this set it asks the retraining policy.",
         ),
     },
     doc_md=__doc__,
     tags=["covertype"],
 )
 def covertype_train():
+    @task(retries=2, retry_delay=timedelta(seconds=30))
+    def monitor_batches(triggering_asset_events=None) -> list[dict]:
+        from covertype import db
+        from covertype.monitor.reports import batch_report
+
+        current = get_settings()
+        extras = [e.extra for events in (triggering_asset_events or {}).values() for e in events]
+        latest = max(db.rows_by_batch(current.data_db), default=None)
+        reports = []
+        for batch in orchestrate.batches_to_report(extras, latest):
+            report = batch_report(current, batch)
+            log.info("batch %s: %s", batch, report.reason)
+            reports.append({k: v for k, v in report.as_dict().items() if k != "feature_scores"})
+        return reports
+
+    @task
+    def decide(reports: list[dict], params: dict | None = None, dag_run=None) -> dict:
+        current = get_settings()
+        by_hand = dag_run is not None and dag_run.run_type == "manual"
+        manual = by_hand and not params["apply_policy"]
+        decision = orchestrate.retraining_decision(current, manual=manual)
+        orchestrate.record_decision(current, decision, dag_run.run_id if dag_run else None)
+        log.info("%s: %s", "train" if decision.train else "skip", decision.reason)
+        return {"train": decision.train, "reason": decision.reason}
+
     @task(
         retries=2,
         retry_delay=timedelta(minutes=1),
         retry_exponential_backoff=2.0,
         execution_timeout=timedelta(seconds=settings.train_timeout_seconds),
     )
-    def train_model(params: dict | None = None, triggering_asset_events=None) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+    def train_model(decision: dict, params: dict | None = None) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from covertype.train import TrainingError, train
 
-        for asset, events in (triggering_asset_events or {}).items():
-            log.info("triggered by %s: %s", asset, [event.extra for event in events])
+        if not decision["train"]:
+            raise AirflowSkipException(f"no retraining: {decision['reason']}")
+        log.info("retraining: %s", decision["reason"])
         try:
             result = train(get_settings(), params["n_iter"], params["families"], log.info)
         except TrainingError as error:
@@ -93,7 +134,7 @@ def covertype_train():
         outlet_events[CHAMPION].extra = extra
         return extra
 
-    publish_champion(train_model())
+    publish_champion(train_model(decide(monitor_batches())))
 
 
 covertype_train()
