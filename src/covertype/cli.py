@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from covertype import logs
-from covertype.settings import SettingsError, get_settings
+from covertype.settings import SettingsError, get_settings, safe_url
 
 app = typer.Typer(help="covertype: the Forest Cover Type MLOps platform.", no_args_is_help=True)
 
@@ -27,26 +27,35 @@ def up(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every service's output."),
 ):
-    """Run the whole platform locally until Ctrl-C: source, MLflow, Airflow, API, UI."""
-    from covertype import stack
+    """Run the whole platform locally under supervisord until Ctrl-C: source, MLflow,
+    Airflow, API, UI."""
+    from covertype.stack import commands
 
-    raise typer.Exit(stack.up(fast=fast, verbose=verbose, echo=typer.echo))
+    raise typer.Exit(commands.up(fast=fast, verbose=verbose, echo=typer.echo))
 
 
 @app.command()
 def down():
-    """Stop the local stack of COVERTYPE_HOME (every process group it started)."""
-    from covertype import stack
+    """Stop the local stack of COVERTYPE_HOME (every process of every service)."""
+    from covertype.stack import commands
 
-    raise typer.Exit(stack.down(get_settings(), echo=typer.echo))
+    raise typer.Exit(commands.down(get_settings(), echo=typer.echo))
 
 
 @app.command()
 def status():
-    """What the local stack runs: each service's processes, memory and health, the model served."""
-    from covertype import stack
+    """The local stack per service: state, restarts, last exit, memory, health; the model."""
+    from covertype.stack import commands
 
-    raise typer.Exit(stack.status(get_settings(), echo=typer.echo))
+    raise typer.Exit(commands.status(get_settings(), echo=typer.echo))
+
+
+@app.command()
+def restart(service: str = typer.Argument(..., help="A service of `covertype status`.")):
+    """Restart one service of the local stack, forgetting its exits (also a failed one)."""
+    from covertype.stack import commands
+
+    raise typer.Exit(commands.restart(get_settings(), service, echo=typer.echo))
 
 
 @app.command()
@@ -100,7 +109,7 @@ def ingest(
     rows, held = db.count_rows(settings.data_db)
     typer.echo(
         f"collection finished after {len(results)} calls: stored {stored} rows of batches "
-        f"{batches}, quarantined {quarantined}; data DB {_safe_url(settings.data_db)} now "
+        f"{batches}, quarantined {quarantined}; data DB {safe_url(settings.data_db)} now "
         f"holds {rows} rows in cover_type and {held} in quarantine"
     )
 
@@ -193,6 +202,9 @@ def loadtest(
     users: int = typer.Option(10, "--users", "-u", help="Concurrent simulated users."),
     spawn_rate: float = typer.Option(10, "--spawn-rate", "-r", help="Users started per second."),
     run_time: str = typer.Option("10s", "--run-time", "-t", help="e.g. 30s, 5m."),
+    requests: int = typer.Option(
+        None, "--requests", "-n", help="Headless: end once this many requests were answered."
+    ),
     web: bool = typer.Option(False, "--web", help="Locust's web UI (login) instead of headless."),
     master: bool = typer.Option(False, "--master", help="Run as the master of workers."),
     worker: bool = typer.Option(False, "--worker", help="Run as a worker of --master-host."),
@@ -218,16 +230,10 @@ def loadtest(
             run_time=None if web else run_time,
         )
         os.execv(command[0], command)
-    summary = lt.run_headless(settings, users, spawn_rate, run_time)
+    summary = lt.run_headless(settings, users, spawn_rate, run_time, requests=requests)
     typer.echo(summary.table())
     if summary.total.failures or summary.exit_code:
         raise typer.Exit(1)
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

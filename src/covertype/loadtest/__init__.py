@@ -109,6 +109,7 @@ def locust_command(
     worker: bool = False,
     master_host: str | None = None,
     expect_workers: int | None = None,
+    requests: int | None = None,
 ) -> list[str]:
     """The `locust` command line for a headless run, the web UI, a master or a worker."""
     command = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE)]
@@ -132,22 +133,35 @@ def locust_command(
         command += ["--spawn-rate", str(spawn_rate)]
     if run_time is not None:
         command += ["--run-time", run_time]
+    if requests:
+        command += ["--stop-after-requests", str(requests)]
     if prefix is not None:
         command += ["--csv", str(prefix), "--html", f"{prefix}.html"]
     return command
 
 
 def run_headless(
-    settings: Settings, users: int, spawn_rate: float, run_time: str, out: Path | None = None
+    settings: Settings,
+    users: int,
+    spawn_rate: float,
+    run_time: str,
+    out: Path | None = None,
+    requests: int | None = None,
 ) -> Summary:
-    """One headless run: Locust's CSV and HTML reports in `out`, and their summary."""
+    """One headless run (until `run_time`, or `requests` answered if sooner): Locust's CSV and
+    HTML reports in `out`, and their summary."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = out or (settings.loadtest_dir or settings.home / "loadtest") / stamp
     out.mkdir(parents=True, exist_ok=True)
     prefix = out / "locust"
     version = model_version(settings)
     command = locust_command(
-        settings, users=users, spawn_rate=spawn_rate, run_time=run_time, prefix=prefix
+        settings,
+        users=users,
+        spawn_rate=spawn_rate,
+        run_time=run_time,
+        prefix=prefix,
+        requests=requests,
     )
     command += ["--only-summary", "--exit-code-on-error", "1"]
     done = subprocess.run(command, env=os.environ.copy(), check=False)

@@ -73,6 +73,35 @@ class InferenceUser(HttpUser):
         self._post("/predict/batch", records, records)
 
 
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    parser.add_argument(
+        "--stop-after-requests",
+        type=int,
+        default=0,
+        help="End the run once this many requests were answered (0: only --run-time ends it)",
+    )
+
+
+@events.init.add_listener
+def _stop_after_requests(environment, **_kwargs) -> None:
+    """A run of N requests, whatever the machine's speed (a run time may end before the
+    first user made one on a cold machine)."""
+    limit = environment.parsed_options.stop_after_requests if environment.parsed_options else 0
+    if not limit or environment.runner is None:
+        return
+    seen = [0]
+
+    @events.request.add_listener
+    def _count(**_request) -> None:
+        seen[0] += 1
+        if seen[0] == limit:
+            import gevent
+
+            log.info("stopping after %s requests", limit)
+            gevent.spawn(environment.runner.quit)  # not from inside the request's own hook
+
+
 @events.init.add_listener
 def _web_login(environment, **_kwargs) -> None:
     """A login page for the web UI, with the credentials of the settings."""
@@ -106,3 +135,26 @@ def _web_login(environment, **_kwargs) -> None:
             return redirect(url_for("locust.index"))
         session["auth_error"] = "Wrong user name or password"
         return redirect(url_for("locust.login"))
+
+
+@events.init.add_listener
+def _final_csv(environment, **_kwargs) -> None:
+    """Write the CSV reports once more at exit: Locust writes them every second only, so a
+    short run (or a run's last second) is missing from them otherwise. At exit, because
+    Locust's own buffered writes still land when it closes its files, after its last event."""
+    options = environment.parsed_options
+    if options is None or not options.csv_prefix or environment.runner is None:
+        return
+    import atexit
+    import csv
+
+    from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+    final = StatsCSV(environment, PERCENTILES_TO_REPORT)
+
+    def write() -> None:
+        for suffix, rows in (("stats", final.requests_csv), ("failures", final.failures_csv)):
+            with open(f"{options.csv_prefix}_{suffix}.csv", "w", newline="") as file:
+                rows(csv.writer(file))
+
+    atexit.register(write)

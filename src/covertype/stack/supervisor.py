@@ -1,0 +1,163 @@
+"""supervisord for the local stack: its configuration, its process, a client.
+
+`covertype up` writes `COVERTYPE_HOME/stack/supervisord.conf`, one program per service: the
+guard of `covertype.stack.tree` around the service's command, restarted by supervisord
+whenever it exits (except when the guard gave up), its output in
+`COVERTYPE_HOME/logs/<service>.log` (rotated at 50 MB). `up` runs `supervisord -n` as its
+child, in a session of its own and dying with `up`, and talks to it over XML-RPC on a unix
+socket: what runs, start or stop one service, shut down.
+`supervisorctl -c COVERTYPE_HOME/stack/supervisord.conf status` works on the same stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from covertype.processes import VENV_BIN
+from covertype.stack import tree
+from covertype.stack.state import stack_dir
+
+Program = tuple[str, list[str], bool]  # name, command, started with supervisord
+
+STOP_WAIT_SECONDS = tree.GRACE_SECONDS + 15  # then supervisord SIGKILLs the guard
+_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+
+
+class SupervisorError(RuntimeError):
+    """supervisord did not start or does not answer."""
+
+
+def _value(text: str) -> str:
+    # supervisord expands %(name)s in values: a literal % is %%.
+    return text.replace("%", "%%")
+
+
+class Supervisor:
+    """The stack's supervisord: files under COVERTYPE_HOME/stack, a unix socket."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.folder = stack_dir(home)
+        self.config = self.folder / "supervisord.conf"
+        self.logs = home / "logs"
+        socket = self.folder / "supervisor.sock"
+        if len(str(socket)) > _MAX_SOCKET_PATH:  # a deep COVERTYPE_HOME
+            digest = hashlib.sha256(str(home).encode()).hexdigest()[:16]
+            socket = Path("/tmp") / f"covertype-{digest}.sock"
+        self.socket = socket
+
+    def log_path(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def write_config(self, programs: Iterable[Program], cwd: Path) -> None:
+        """One supervisord program per service, each run by its guard."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        sections = [
+            "[unix_http_server]",
+            f"file={_value(str(self.socket))}",
+            "chmod=0700",
+            "",
+            "[supervisord]",
+            "nodaemon=true",
+            "silent=true",
+            f"logfile={_value(str(self.folder / 'supervisord.log'))}",
+            "logfile_maxbytes=10MB",
+            f"pidfile={_value(str(self.folder / 'supervisord.pid'))}",
+            f"childlogdir={_value(str(self.logs))}",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{_value(str(self.socket))}",
+            "",
+        ]
+        for name, command, autostart in programs:
+            if any("\n" in part for part in command):
+                raise ValueError(f"{name}: supervisord's command line cannot hold a newline")
+            log = self.log_path(name)
+            guard = [sys.executable, "-m", "covertype.stack.tree", name, str(log), "--"]
+            sections += [
+                f"[program:{name}]",
+                f"command={_value(shlex.join([*guard, *command]))}",
+                f"directory={_value(str(cwd))}",
+                f"autostart={str(autostart).lower()}",
+                "autorestart=unexpected",
+                f"exitcodes={tree.GAVE_UP}",
+                "startsecs=0",  # the guard keeps the restart policy (see covertype.stack.tree)
+                "stopsignal=TERM",
+                f"stopwaitsecs={STOP_WAIT_SECONDS}",
+                f"stdout_logfile={_value(str(log))}",
+                "stdout_logfile_maxbytes=50MB",
+                "stdout_logfile_backups=2",
+                "redirect_stderr=true",
+                "",
+            ]
+        self.config.write_text("\n".join(sections))
+
+    def spawn(self, env: Mapping[str, str], log: Path) -> subprocess.Popen:
+        """`supervisord -n` in a session of its own, SIGTERMed when this process dies."""
+        from covertype.stack.tree import die_with_parent
+
+        self.socket.unlink(missing_ok=True)
+        with log.open("ab") as output:
+            return subprocess.Popen(
+                [str(VENV_BIN / "supervisord"), "-n", "-c", str(self.config)],
+                env=dict(env),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal_number=15),
+            )
+
+    def client(self) -> xmlrpc.client.ServerProxy:
+        from supervisor.xmlrpc import SupervisorTransport
+
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def wait_ready(self, process: subprocess.Popen, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SupervisorError(f"supervisord exited with {process.returncode}")
+            if self.answers():
+                return
+            time.sleep(0.05)
+        raise SupervisorError(f"supervisord does not answer on {self.socket} after {timeout} s")
+
+    def answers(self) -> bool:
+        try:
+            return self.client().supervisor.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def processes(self) -> dict[str, dict]:
+        """supervisord's view of each program: statename, pid, start, stop, exitstatus."""
+        return {info["name"]: info for info in self.client().supervisor.getAllProcessInfo()}
+
+    def start(self, name: str) -> None:
+        self.client().supervisor.startProcess(name, False)
+
+    def stop(self, name: str) -> None:
+        """Stop one service and wait until its guard stopped the tree."""
+        try:
+            self.client().supervisor.stopProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString:
+                raise
+
+    def stop_all(self) -> None:
+        """Stop every service at once and wait until they all stopped."""
+        self.client().supervisor.stopAllProcesses(True)
+
+    def shutdown(self) -> None:
+        self.client().supervisor.shutdown()
