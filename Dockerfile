@@ -7,7 +7,7 @@
 #
 # Dependencies come from requirements-runtime.lock: requirements.lock's pins, without the
 # airflow and dev extras, plus boto3 for the MLflow server's S3 artifact store
-# (deploy/requirements-runtime.in; tests/test_deploy.py checks the pins agree).
+# (deploy/requirements-runtime.in; tests/unit/test_dockerfiles.py checks the pins agree).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # ---- build: a virtualenv with the locked dependencies and the package ---------------------

@@ -11,7 +11,10 @@ wrk (a C load generator; Locust would compete for the 2 cores) for `--duration` 
       (`async def`, same uvicorn, no access log): the web stack's ceiling;
   (b) `mlflow models serve` of the same registered version (`--env-manager local`);
   (c) `covertype serve`, our /predict, with the settings' defaults (access log of
-      4xx/5xx answers only; `--access-log all` logs every request).
+      4xx/5xx answers only; `--access-log all` logs every request; the prediction log on,
+      into a SQLite data DB);
+  (c0) the same with COVERTYPE_PREDICTION_LOG=off: (c) must keep ≥ 90% of its req/s.
+`--servers c,c0` measures only some of them.
 
 The model: a scratch MLflow server and data DB in a temporary folder, `--rows` real rows
 (COVERTYPE_SOURCE_DATA) stored through ingest, one LightGBM version trained by
@@ -34,7 +37,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,12 +47,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
 from pydantic import create_model
 
-from covertype import dataset, db, ingest, schema
+from covertype import dataset, db, ingest, processes, schema
 from covertype.settings import Settings
+from covertype.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -101,56 +103,16 @@ def bare_app():
 # ---------------------------------------------------------------- processes
 
 
-class Server:
-    """A server command in its own process group, log to a file, stopped as a group."""
+class Server(processes.Server):
+    """A named server of the benchmark, in a session of its own, its log in a file."""
 
     def __init__(self, name: str, command: list[str], env: dict, log: Path, port: int):
-        self.name, self.command, self.env, self.log, self.port = name, command, env, log, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen | None = None
+        super().__init__(command, log, env=os.environ | env, url=f"http://127.0.0.1:{port}")
+        self.name = name
 
     def start(self, ready: str, timeout: float = 300) -> Server:
-        handle = self.log.open("ab")
-        self.process = subprocess.Popen(
-            self.command,
-            # `mlflow models serve` runs `uvicorn` from PATH: the venv's.
-            env=os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"} | self.env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + ready, timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(
-            f"{self.name} not ready after {timeout}s: {self.log.read_text()[-3000:]}"
-        )
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        super().start(ready, timeout)
+        return self
 
 
 # ---------------------------------------------------------------- load
@@ -310,6 +272,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=30, help="seconds measured per point")
     parser.add_argument("--warmup", type=int, default=10, help="seconds of warm-up per server")
     parser.add_argument("--connections", default="1,8,32", help="comma-separated")
+    parser.add_argument(
+        "--servers", default="a,b,c,c0", help="which of (a), (b), (c), (c0) to measure"
+    )
     parser.add_argument("--rows", type=int, default=90_000, help="rows stored to train on")
     parser.add_argument("--tracking-uri", help="benchmark an existing version instead")
     parser.add_argument("--model", default="covertype")
@@ -371,7 +336,20 @@ def main() -> None:
                 },
                 "/ready", "/predict", ours_bodies,
             ),
+            (
+                "(c0) covertype serve /predict, prediction log off",
+                [str(BIN / "covertype"), "serve"],
+                common | {
+                    "COVERTYPE_HOME": str(tmp / "serve-home-off"),
+                    "COVERTYPE_MODEL_NAME": name,
+                    "COVERTYPE_MODEL_ALIAS": "champion",
+                    "COVERTYPE_SERVE_WORKERS": w,
+                    "COVERTYPE_PREDICTION_LOG": "off",
+                },
+                "/ready", "/predict", ours_bodies,
+            ),
         ]  # fmt: skip
+        wanted = {f"({key})" for key in args.servers.split(",")}
         if args.access_log:
             runs[2][2]["COVERTYPE_SERVE_ACCESS_LOG"] = args.access_log
         if args.tracking_uri:  # an existing version: serve exactly it through an alias
@@ -380,8 +358,11 @@ def main() -> None:
             alias = "bench-" + uuid.uuid4().hex[:6]
             MlflowClient(uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
             runs[2][2]["COVERTYPE_MODEL_ALIAS"] = alias
+            runs[3][2]["COVERTYPE_MODEL_ALIAS"] = alias
         points: list[Point] = []
         for label, command, env, ready, path, bodies in runs:
+            if label.split()[0] not in wanted:
+                continue
             port = free_port()
             server = Server(label, [*command, "--port", str(port)], env, tmp / f"{port}.log", port)
             servers.append(server)
@@ -423,7 +404,14 @@ def report(points, args, ours_us, model_us, pipeline_us, model_kind, load_before
         f"{ours_us:.0f} µs; the model alone (booster on a ready row) {model_us:.0f} µs; "
         f"the logged pipeline on a one-row DataFrame {pipeline_us / 1000:.2f} ms."
     )
-    at8 = {p.server[:3]: p for p in points if p.connections == 8}
+    at8 = {p.server.split()[0]: p for p in points if p.connections == 8}
+    if {"(c)", "(c0)"} <= set(at8):
+        on, off = at8["(c)"], at8["(c0)"]
+        verdict = "PASS" if on.rps >= 0.9 * off.rps else "FAIL"
+        print(
+            f"\n  {verdict}  prediction log on: {on.rps:,.0f} req/s = {on.rps / off.rps:.0%} of "
+            f"off ({off.rps:,.0f}) at 8 connections (target ≥ 90%)"
+        )
     if not {"(a)", "(b)", "(c)"} <= set(at8):
         return
     a, b, c = at8["(a)"], at8["(b)"], at8["(c)"]

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest.mock import patch
 
@@ -24,10 +23,10 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from covertype import db, orchestrate, schema
-from covertype.orchestrate import COLLECT_DAG, TRAIN_DAG
+from covertype.orchestrate import COLLECT_DAG, MONITOR_DAG, TRAIN_DAG
 from covertype.settings import Settings
+from covertype.testing import BIN, ServerProcess, clean_env, fill_data_db, free_port, write_uci_file
 from covertype.train import FAMILIES
-from tests.helpers import BIN, ServerProcess, clean_env, free_port, write_uci_file
 
 BATCH_SECONDS = 2.0  # the source's rotation in the end-to-end test
 PARSE_BOUND_SECONDS = 1.0
@@ -176,27 +175,6 @@ def test_airflow_is_configured_from_the_settings(airflow):
     assert seen["passwords_file"] == str(home / "simple_auth_manager_passwords.json")
 
 
-def test_compose_settings_and_explicit_airflow_options():
-    settings = Settings(
-        _env_file=None,
-        airflow_host="0.0.0.0",
-        airflow_db_url="postgresql+psycopg2://airflow:pw@postgres:5432/airflow",
-        airflow_executor="CeleryExecutor",
-        airflow_broker_url="redis://redis:6379/0",
-    )
-    env = orchestrate.airflow_env(settings)
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
-    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "4"
-    assert env["AIRFLOW__API__HOST"] == "0.0.0.0"
-    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8080/execution/"
-    # An AIRFLOW__* option already in the environment wins; the venv's bin comes first on PATH.
-    full = orchestrate.process_env(settings, {"AIRFLOW__CORE__PARALLELISM": "2", "PATH": "/bin"})
-    assert full["AIRFLOW__CORE__PARALLELISM"] == "2"
-    assert full["PATH"].split(os.pathsep) == [str(BIN), "/bin"]
-
-
 def test_admin_logs_in_with_the_password_of_the_settings(airflow, tmp_path):
     port = free_port()
     password = f"pw-{uuid.uuid4().hex}"
@@ -247,7 +225,10 @@ def scheduled_on(timetable):
     condition = getattr(timetable, "asset_condition", None)
     return [] if condition is None else [a.name for a in condition.objects]
 
-HEAVY = ("covertype.ingest", "covertype.train", "lightgbm", "sklearn", "mlflow")
+# covertype.train itself is light (the DAG reads its FAMILIES); its stage modules are not.
+HEAVY = ("covertype.ingest", "covertype.train.run", "covertype.train.data", "covertype.monitor",
+         "evidently", "lightgbm", "sklearn",
+         "mlflow")
 print(json.dumps({
     "import_errors": bag.import_errors,
     "heavy_modules_loaded": [name for name in HEAVY if name in sys.modules],
@@ -290,10 +271,10 @@ def test_dags_import_cleanly_with_expected_tasks_schedules_and_retries(airflow):
     # Thin: parsing loads neither the stage modules nor their libraries (tasks import them).
     assert seen["heavy_modules_loaded"] == []
     assert all(not found for found in seen["warnings"].values()), seen["warnings"]
-    assert set(seen["dags"]) == {COLLECT_DAG, TRAIN_DAG}
+    assert set(seen["dags"]) == {COLLECT_DAG, TRAIN_DAG, MONITOR_DAG}
     # Parse time of each file (the first one also pays the covertype/provider imports).
     print(f"\nDAG parse seconds: {seen['parse_seconds']}")
-    assert set(seen["parse_seconds"]) == {"collection.py", "training.py"}
+    assert set(seen["parse_seconds"]) == {"collection.py", "training.py", "monitoring.py"}
     assert all(s < PARSE_BOUND_SECONDS for s in seen["parse_seconds"].values())
 
     collect = seen["dags"][COLLECT_DAG]
@@ -310,29 +291,19 @@ def test_dags_import_cleanly_with_expected_tasks_schedules_and_retries(airflow):
     assert train["timetable"] == "AssetTriggeredTimetable"
     assert train["schedule_assets"] == ["cover_type"]
     assert (train["catchup"], train["max_active_runs"]) == (False, 1)
-    assert train["params"] == {"n_iter": None, "families": list(FAMILIES)}
-    assert list(train["tasks"]) == ["train_model", "publish_champion"]
+    assert train["params"] == {"n_iter": None, "families": list(FAMILIES), "apply_policy": False}
+    assert list(train["tasks"]) == ["monitor_batches", "decide", "train_model", "publish_champion"]
+    assert train["tasks"]["monitor_batches"]["downstream"] == ["decide"]
+    assert train["tasks"]["decide"]["downstream"] == ["train_model"]
     task = train["tasks"]["train_model"]
     assert task["retries"] == 2 and task["backoff"] == 2.0 and task["timeout"] == 7200
     champion = f"{airflow.base['COVERTYPE_MODEL_NAME']}_champion"  # covertype_champion by default
     assert train["tasks"]["publish_champion"]["outlets"] == [champion]
+    monitor = seen["dags"][MONITOR_DAG]
+    assert monitor["timetable"] == "DeltaTriggerTimetable" and monitor["delta"] == 3600
+    assert list(monitor["tasks"]) == ["report_predictions"]
     for dag in seen["dags"].values():
         assert dag["doc_md"].lstrip().startswith("###"), dag["file"]
-
-
-def test_pause_is_per_source_and_probed_every_probe_seconds():
-    settings = Settings(_env_file=None, collect_probe_seconds=600)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    marker = orchestrate.pause_marker(settings, "All data was collected.", None, start)
-    reason = orchestrate.paused_reason(marker, settings, now=start + timedelta(seconds=599))
-    assert reason.startswith("collection paused since 2026-01-01T00:00:00+00:00")
-    assert orchestrate.paused_reason(marker, settings, now=start + timedelta(seconds=600)) is None
-    assert orchestrate.paused_reason(marker, settings, resume=True, now=start) is None
-    other = Settings(_env_file=None, group_number=3)
-    assert orchestrate.paused_reason(marker, other, now=start) is None
-    # A probe that finds the source still exhausted keeps "since" and moves "checked_at".
-    later = orchestrate.pause_marker(settings, "x", marker, start + timedelta(hours=1))
-    assert later["since"] == marker["since"] and later["checked_at"] != marker["checked_at"]
 
 
 # ---------------------------------------------------------------- end to end
@@ -355,8 +326,8 @@ def generated_data(tmp_path_factory) -> Path:
     return write_uci_file(tmp_path_factory.mktemp("dags-data") / "rows.csv", rows=5000, seed=3)
 
 
-def test_collection_runs_store_three_batches_then_training_registers_the_champion(
-    airflow, source_server, generated_data, mlflow_server, tmp_path
+def test_collection_then_training_by_hand_then_the_policy_skips_and_drift_retrains(
+    airflow, source_server, generated_data, mlflow_server, real_frame, tmp_path
 ):
     started = time.monotonic()
     source = source_server(data=generated_data, batch_seconds=BATCH_SECONDS)
@@ -402,7 +373,18 @@ def test_collection_runs_store_three_batches_then_training_registers_the_champio
         TRAIN_DAG, env, conf={"n_iter": 1, "families": ["lightgbm"]}
     )
     assert state == "success", output[-4000:]
-    assert tasks == {"train_model": "success", "publish_champion": "success"}
+    assert tasks == {
+        "monitor_batches": "success",
+        "decide": "success",
+        "train_model": "success",
+        "publish_champion": "success",
+    }
+    assert airflow.xcom(TRAIN_DAG, run_id, "decide") == {
+        "train": True,
+        "reason": "training requested by hand",
+    }
+    [report] = airflow.xcom(TRAIN_DAG, run_id, "monitor_batches")  # no champion yet to compare
+    assert report["batch_number"] == 3 and not report["computed"]
     trained = airflow.xcom(TRAIN_DAG, run_id, "train_model")
     assert trained["family"] == "lightgbm" and trained["rows"] == len(rows)
     assert trained["promoted"] and trained["decision"].startswith("promoted")
@@ -412,7 +394,36 @@ def test_collection_runs_store_three_batches_then_training_registers_the_champio
     [(_, name, extra)] = airflow.asset_events(before)
     assert name == f"{model_name}_champion"
     assert extra["version"] == trained["version"] and extra["decision"] == trained["decision"]
+
+    # The retraining policy: nothing new since the champion's training, no drift: skipped,
+    # with the reason in Airflow (the skipped task's log) and in retrain_decisions.
+    policy = env | {"COVERTYPE_DRIFT_MIN_ROWS": "30"}
+    run_id, state, tasks, output = airflow.dags_test(TRAIN_DAG, policy, {"apply_policy": True})
+    assert tasks["train_model"] == tasks["publish_champion"] == "skipped", output[-4000:]
+    decided = airflow.xcom(TRAIN_DAG, run_id, "decide")
+    assert not decided["train"] and "0 new rows since v" in decided["reason"], decided
+    assert f"no retraining: {decided['reason']}" in output
+    # A small batch unlike anything the champion saw (real rows against generated ones):
+    # drift, so training though the new rows are few (under the 90% asked for here).
+    fill_data_db(data_db, real_frame, rows=60, batches=1, start=0, batch_number=4)
+    drifting = policy | {"COVERTYPE_RETRAIN_MIN_NEW_ROWS_PERCENT": "90"}
+    run_id, state, tasks, output = airflow.dags_test(
+        TRAIN_DAG, drifting, {"apply_policy": True, "n_iter": 1, "families": ["lightgbm"]}
+    )
+    assert tasks["train_model"] == "success", output[-4000:]
+    [report] = airflow.xcom(TRAIN_DAG, run_id, "monitor_batches")
+    assert report["computed"] and report["batch_number"] == 4 and report["dataset_drift"]
+    assert report["live_accuracy"] is not None
+    decided = airflow.xcom(TRAIN_DAG, run_id, "decide")
+    assert decided["train"] and decided["reason"].startswith("drift in batch 4"), decided
+    decisions = sqlite_rows(data_db, "SELECT train, reason FROM retrain_decisions ORDER BY id")
+    assert [bool(train) for train, _ in decisions] == [True, False, True]
     print(f"\nend-to-end test took {time.monotonic() - started:.1f}s")
+
+
+def sqlite_rows(url: str, sql: str) -> list[tuple]:
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        return conn.execute(sql).fetchall()
 
 
 def test_exhausted_source_skips_the_run_and_pauses_collection_until_it_serves_again(

@@ -1,16 +1,15 @@
 """The Streamlit UI against a real inference API serving a real model."""
 
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from covertype import schema, ui
-from tests.helpers import ServerProcess, free_port
+from covertype.serve.records import EXAMPLE
+from covertype.testing import SCREENSHOTS, ServerProcess, free_port
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--window-size=1400,1100",
@@ -32,7 +31,7 @@ def test_form_inputs_cannot_be_wrong(page):
     for field in schema.NUMERIC_FIELDS:
         number = page.number_input(key=field.name)
         assert (number.min, number.max) == (field.low, field.high)
-        assert number.value == ui.DEFAULT_RECORD[field.name]  # a real row
+        assert number.value == EXAMPLE[field.name]  # a real row
     assert page.selectbox(key="Wilderness_Area").options == list(schema.WILDERNESS_AREAS)
     soil = page.selectbox(key="Soil_Type")
     assert len(soil.options) == 40 and "UCI soil 29 · ELU C7745" in soil.options

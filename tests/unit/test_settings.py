@@ -1,10 +1,9 @@
 import re
-from pathlib import Path
 
 from covertype.settings import Settings, env_name
-from tests.helpers import run_cli
+from covertype.testing import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def env_names() -> set[str]:
@@ -44,18 +43,3 @@ def test_environment_and_dotenv_override_defaults(tmp_path, monkeypatch):
     assert settings.mlflow_tracking_uri == "http://m:1"
     assert "from-env" not in repr(settings)  # secrets stay out of logs and reprs
     assert settings.aws_secret_access_key.get_secret_value() == "from-env"
-
-
-def test_a_bad_setting_names_the_variable(tmp_path):
-    done = run_cli(["ingest"], {"COVERTYPE_GROUP_NUMBER": "12"}, tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "invalid settings: COVERTYPE_GROUP_NUMBER='12': Input should be less than or equal to 10"
-    )
-
-
-def test_cli_lists_the_stage_commands(tmp_path):
-    done = run_cli(["--help"], {}, tmp_path)
-    assert done.returncode == 0
-    for command in ("source", "ingest"):
-        assert re.search(rf"│ {command} ", done.stdout), done.stdout

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from covertype import db, schema
 from covertype.ingest import Batch, SourceError, fetch_batch, ingest_once, store_batch
 from covertype.settings import Settings
-from tests.conftest import MYSQL_URL
-from tests.helpers import BIN, ScriptedSource, clean_env, free_port, run_cli
+from covertype.testing import BIN, MYSQL_URL, ScriptedSource, clean_env, free_port, run_cli
 
 GOOD = ["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "Rawah", "C7745", "4"]
 

@@ -1,6 +1,9 @@
 """The inference API as users see it: a real `covertype serve` process, a real MLflow server,
 models really trained by `covertype.train`, real HTTP.
 
+What needs no process or registry (records and 422 messages, batches, the OpenAPI document,
+the fast path on in-memory pipelines) is in tests/unit/test_api.py and test_fast_path.py.
+
 Each test serves its own alias of one shared registered model (three versions: LightGBM,
 extra trees, SVM), so moving an alias in one test never disturbs another.
 """
@@ -15,25 +18,32 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import mlflow
-import numpy as np
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import schema
-from covertype.serve.fast import FastPredictor, compile_predictor
+from covertype.serve.fast import FastPredictor
 from covertype.serve.model import load_pipeline
 from covertype.serve.records import EXAMPLE
+from covertype.testing import (
+    BIN,
+    ServerProcess,
+    clean_env,
+    fill_data_db,
+    free_port,
+    records_of,
+    start_mlflow,
+    training_frame,
+    training_settings,
+    wait_for,
+)
 from covertype.train import train
-from tests.conftest import fill_data_db, start_mlflow
-from tests.helpers import BIN, ServerProcess, clean_env, free_port, records_of, training_settings
 
 # LightGBM trains with one thread here: on two cores shared with other test runs its
 # OpenMP team spins (40 trees took 30 s); serving ignores the trained thread count anyway.
@@ -57,16 +67,6 @@ MAX_BATCH = 1000
 # ---------------------------------------------------------------- helpers
 
 
-def training_frame(records: list[dict]) -> pd.DataFrame:
-    """Records typed as `train.load_rows` types the training rows."""
-    frame = pd.DataFrame(records, columns=list(schema.FEATURES))
-    for name in schema.NUMERIC:
-        frame[name] = frame[name].astype(np.int64)
-    for name in schema.CATEGORICAL:
-        frame[name] = frame[name].astype(str)
-    return frame
-
-
 def download(url: str, name: str, version: str, folder: Path) -> Path:
     """A registered version's files. models:/ URIs resolve through MLflow's global registry
     URI (the tracking URI unless set) whatever is passed, so point it at this server first."""
@@ -76,19 +76,6 @@ def download(url: str, name: str, version: str, folder: Path) -> Path:
             f"models:/{name}/{version}", dst_path=str(folder), tracking_uri=url, registry_uri=url
         )
     )
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except httpx.TransportError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def served_version(url: str) -> str | None:
@@ -285,123 +272,6 @@ def test_request_ids_are_echoed_or_made_and_logged_as_json_lines(api, registry):
     assert loaded[0]["model"] == f"models:/{registry.name}/{registry.versions['lightgbm']}"
 
 
-def test_openapi_documents_every_route_with_a_real_example_record(api, real_frame):
-    document = httpx.get(api.url + "/openapi.json").json()
-    assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics"} <= set(
-        document["paths"]
-    )
-    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    example = body["examples"]["first real row"]["value"]
-    assert example == records_of(real_frame.iloc[:1])[0]  # the first row of the real data
-    assert real_frame[schema.LABEL].iloc[0] == 0
-    record = document["components"]["schemas"]["Record"]
-    assert record["properties"]["Elevation"]["minimum"] == 1000
-    assert set(record["properties"]["Wilderness_Area"]["enum"]) == set(schema.WILDERNESS_AREAS)
-    batch = document["paths"]["/predict/batch"]["post"]
-    assert batch["requestBody"]["content"]["application/json"]["schema"]["maxItems"] == MAX_BATCH
-    assert {"413", "422", "503"} <= set(batch["responses"])
-    assert httpx.get(api.url + "/docs").status_code == 200
-    assert httpx.post(api.url + "/predict", json=example).status_code == 200
-
-
-# ---------------------------------------------------------------- validation
-
-
-def test_bad_records_get_422_naming_each_bad_field_and_what_is_allowed(api):
-    bad = {**EXAMPLE, "Elevation": 999, "Soil_Type": "C9999", "Wilderness_Area": "Mordor"}
-    del bad["Slope"]
-    bad["Colour"] = "green"
-    with pytest.raises(schema.RecordError) as expected:
-        schema.validate_record(bad)
-
-    answer = httpx.post(api.url + "/predict", json=bad)
-    assert answer.status_code == 422
-    detail = answer.json()["detail"]
-    assert [d["msg"] for d in detail] == [str(e) for e in expected.value.errors]
-    assert {d["field"] for d in detail} == {
-        "Elevation", "Slope", "Wilderness_Area", "Soil_Type", "Colour"
-    }  # fmt: skip
-    elevation = next(d for d in detail if d["field"] == "Elevation")
-    assert elevation["loc"] == ["body", "Elevation"] and elevation["input"] == 999
-    assert elevation["msg"] == (
-        "Elevation: 999 is out of range; allowed: a whole number of metres from 1000 to 4500"
-    )
-    wilderness = next(d for d in detail if d["field"] == "Wilderness_Area")
-    assert "Rawah, Neota, Commanche, Cache" in wilderness["allowed"]
-    assert next(d for d in detail if d["field"] == "Slope")["problem"] == "is missing"
-    assert next(d for d in detail if d["field"] == "Colour")["problem"] == "is not a field"
-
-
-@pytest.mark.parametrize(
-    ("body", "content_type", "says"),
-    [
-        (b"[1, 2]", "application/json", "a record must be a JSON object with the 12 features"),
-        (b"null", "application/json", "the body is empty; send a record: a JSON object"),
-        (b'{"Elevation": 3156,', "application/json", "JSON decode error"),
-        (json.dumps(EXAMPLE).encode(), "text/plain", "not sent as Content-Type: application/json"),
-        (b"", "application/json", "the body is empty; send a record: a JSON object"),
-    ],
-)
-def test_a_body_that_is_not_a_record_gets_422_saying_what_a_record_is(
-    api, body, content_type, says
-):
-    answer = httpx.post(api.url + "/predict", content=body, headers={"content-type": content_type})
-    assert answer.status_code == 422
-    assert says in answer.json()["detail"][0]["msg"]
-
-
-def test_accepted_spellings_are_normalised_as_ingest_does(api):
-    canonical = httpx.post(api.url + "/predict", json=EXAMPLE).json()
-    variants = [
-        {"Wilderness_Area": "Comanche"},
-        {"Wilderness_Area": "commanche peak", "Soil_Type": "7756"},
-        {"Soil_Type": "32"},  # UCI soil type 32 is ELU 7756
-        {"Soil_Type": "c7756", "Elevation": "3156", "Aspect": 287.0},
-    ]
-    for change in variants:
-        answer = httpx.post(api.url + "/predict", json=EXAMPLE | change)
-        assert answer.status_code == 200, (change, answer.text)
-        assert answer.json() == canonical
-
-
-def test_batch_answers_every_record_in_order_and_names_bad_ones_by_position(
-    api, registry, check_records
-):
-    rows = check_records[:MAX_BATCH]
-    answer = httpx.post(api.url + "/predict/batch", json=rows, timeout=30)
-    assert answer.status_code == 200
-    body = answer.json()
-    assert [a["cover_type"] for a in body] == registry.expected("lightgbm", rows)
-    assert {a["model_version"] for a in body} == {registry.versions["lightgbm"]}
-    assert all(a["cover_type_name"] == schema.COVER_TYPE_NAMES[a["cover_type"]] for a in body)
-    assert httpx.post(api.url + "/predict/batch", json=[]).json() == []
-
-    rows = [EXAMPLE, {**EXAMPLE, "Aspect": 361}, EXAMPLE, {**EXAMPLE, "Soil_Type": "C1"}]
-    invalid = httpx.post(api.url + "/predict/batch", json=rows)
-    assert invalid.status_code == 422
-    assert [(d["loc"], d["problem"]) for d in invalid.json()["detail"]] == [
-        (["body", 1, "Aspect"], "is out of range"),
-        (["body", 3, "Soil_Type"], "is not a known soil type"),
-    ]
-    not_a_list = httpx.post(api.url + "/predict/batch", json=EXAMPLE)
-    assert not_a_list.status_code == 422
-    assert "a batch must be a JSON list of records" in not_a_list.json()["detail"][0]["msg"]
-
-
-def test_a_batch_over_the_maximum_gets_413(api):
-    answer = httpx.post(api.url + "/predict/batch", json=[EXAMPLE] * (MAX_BATCH + 1))
-    assert answer.status_code == 413
-    assert answer.json()["detail"] == (
-        f"a batch of {MAX_BATCH + 1} records is over the maximum of {MAX_BATCH} "
-        "(COVERTYPE_SERVE_MAX_BATCH); split it"
-    )
-    huge = b"[" + b" " * (MAX_BATCH * 2048 + 1) + b"]"  # refused before it is read
-    answer = httpx.post(
-        api.url + "/predict/batch", content=huge, headers={"content-type": "application/json"}
-    )
-    assert answer.status_code == 413 and "request body over" in answer.json()["detail"]
-
-
 # ---------------------------------------------------------------- observability
 
 
@@ -486,8 +356,13 @@ def test_without_a_champion_the_api_says_503_until_one_appears(serve, registry):
     assert httpx.get(server.url + "/health").status_code == 200
     # Bad records are still told what is wrong.
     assert httpx.post(server.url + "/predict", json={**EXAMPLE, "Slope": 99}).status_code == 422
-    # By default only answers with an error status get an access log line.
-    logged = [line for line in json_lines(server.log()) if line["message"] == "request"]
+
+    # By default only answers with an error status get an access log line, written after the
+    # answer has left: wait for the last one.
+    def requests() -> list[dict]:
+        return [line for line in json_lines(server.log()) if line["message"] == "request"]
+
+    logged = wait_for(lambda: len(requests()) >= 5 and requests(), 10, "access log lines")
     assert [line["status"] for line in logged] == [503, 503, 503, 503, 422]
     assert logged[1]["path"] == "/predict" and len(logged[1]["request_id"]) == 32
 
@@ -574,28 +449,6 @@ def test_fast_path_equals_the_logged_pipeline_for_every_family(registry, check_r
         assert len(set(truth)) >= 3  # real rows, several classes
 
 
-def test_a_pipeline_the_fast_path_does_not_know_is_served_by_the_pipeline(real_frame):
-    from sklearn.preprocessing import MinMaxScaler
-
-    from covertype.train import build_pipeline
-
-    pipeline = build_pipeline("svm", FAMILIES["svm"][1] | {"n_components": 50}, seed=0)
-    encode = pipeline.named_steps["encode"]
-    encode.transformers = [
-        ("numeric", MinMaxScaler(), encode.transformers[0][2]),
-        encode.transformers[1],
-    ]
-    rows = records_of(real_frame.iloc[:2000])
-    pipeline.fit(training_frame(rows), real_frame[schema.LABEL].iloc[:2000].to_numpy())
-
-    predictor, note = compile_predictor(pipeline)
-    assert predictor.kind == "pipeline" and note == "encoder step 'numeric' is a MinMaxScaler"
-    checks = records_of(real_frame.iloc[CHECK_ROWS][:500])
-    expected = [int(v) for v in pipeline.predict(training_frame(checks))]
-    assert predictor.predict_many(checks) == expected
-    assert [predictor.predict_one(r) for r in checks[:50]] == expected[:50]
-
-
 def test_served_answers_equal_the_pipeline_for_every_family(serve, registry, check_records):
     alias = "families-" + uuid.uuid4().hex[:6]
     registry.point(alias, "lightgbm")
@@ -661,7 +514,12 @@ def test_registry_outage_keeps_serving_the_cached_model_and_picks_up_the_next_ch
             "source": "local cache",
             "loaded_at": None,
         }
-        assert ready["registry"]["reachable"] is False
+        # It served before asking the registry; its watcher asks at once and finds it down.
+        wait_for(
+            lambda: httpx.get(restarted.url + "/ready").json()["registry"]["reachable"] is False,
+            30,
+            "the watcher's first check",
+        )
         assert httpx.post(restarted.url + "/predict", json=EXAMPLE).status_code == 200
         # An API that never loaded anything has nothing to serve, says why, and keeps asking.
         cold = serve_process(tmp_path, registry.url, settings.model_name, "champion",

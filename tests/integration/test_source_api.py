@@ -1,14 +1,17 @@
 """The source API as a real process over HTTP."""
 
+import itertools
 import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 
 from covertype import dataset, schema
 from covertype.settings import Settings
+from covertype.testing import run_cli
 
 
 def get_data(server, group=7, **params):
@@ -128,3 +131,58 @@ def test_startup_uses_the_cached_conversion(source_server, real_data, tmp_path):
     rows = get_data(again).json()["data"]
     total = len(dataset.load_dataset(Settings(_env_file=None, home=home, source_data=real_data)))
     assert len(rows) == math.ceil(math.ceil(total / 10) / 10)
+
+
+# ---------------------------------------------------------------- drift scenarios
+
+
+def collect_every_batch(server) -> dict[int, list[list[str]]]:
+    """Call the source until it is exhausted; the rows served, per batch."""
+    seen: dict[int, list] = {}
+    for _ in range(400):
+        response = get_data(server)
+        if response.status_code == 400:
+            return seen
+        body = response.json()
+        seen.setdefault(body["batch_number"], []).extend(body["data"])
+        time.sleep(0.1)
+    raise AssertionError("the source never said all data was collected")
+
+
+def test_default_order_is_random_and_keeps_the_course_batches(source_server, small_data):
+    server = source_server()
+    body = httpx.get(server.url + "/").json()
+    assert body["order"] == "random" and "random permutation" in body["order_detail"]
+    # Today's split: a permutation seeded 0, cut in 10. Batch 1's rows come from its first tenth.
+    frame = dataset.read_uci_file(small_data)
+    first = np.array_split(np.random.default_rng(0).permutation(len(frame)), 10)[0]
+    assert keys(get_data(server).json()["data"]) <= keys(dataset.to_course_rows(frame.iloc[first]))
+
+
+def test_elevation_order_serves_bands_from_the_lowest(source_server):
+    server = source_server(batch_seconds=0.3, env={"COVERTYPE_SOURCE_ORDER": "elevation"})
+    assert httpx.get(server.url + "/").json()["order"] == "elevation"
+    served = collect_every_batch(server)
+    assert sorted(served) == list(range(1, 11))
+    bands = [[int(row[0]) for row in served[b]] for b in range(1, 11)]
+    for lower, higher in itertools.pairwise(bands):
+        assert max(lower) <= min(higher)  # every batch above the one before
+    assert min(bands[0]) < 1400 and max(bands[-1]) > 4100  # from the bottom to the top
+
+
+def test_wilderness_order_serves_the_areas_one_after_another(source_server):
+    server = source_server(batch_seconds=0.3, env={"COVERTYPE_SOURCE_ORDER": "wilderness"})
+    assert httpx.get(server.url + "/").json()["order"] == "wilderness"
+    served = collect_every_batch(server)
+    area = schema.WILDERNESS_AREAS.index
+    areas = [sorted({area(row[10]) for row in served[b]}) for b in range(1, 11)]
+    assert areas[0] == [0] and areas[-1] == [3]  # Rawah first, Cache last
+    for earlier, later in itertools.pairwise(areas):
+        assert max(earlier) <= min(later)  # never back to an area already served
+
+
+def test_unknown_order_is_a_settings_error_naming_the_allowed_values(tmp_path):
+    result = run_cli(["source"], {"COVERTYPE_SOURCE_ORDER": "sideways"}, tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "COVERTYPE_SOURCE_ORDER='sideways'" in result.stderr
+    assert "'random', 'elevation' or 'wilderness'" in result.stderr

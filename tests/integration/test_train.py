@@ -5,17 +5,21 @@ import subprocess
 import sys
 
 import mlflow
-import numpy as np
 import pytest
 from mlflow import MlflowClient
 from sklearn.metrics import f1_score
 
 from covertype import db, schema
 from covertype.settings import Settings
+from covertype.testing import (
+    S3_BUCKET,
+    S3_TEST_ENV,
+    fill_data_db,
+    free_port,
+    training_settings,
+)
 from covertype.tracking import TrackingUnreachable
 from covertype.train import TrainingError, load_rows, split, train
-from tests.conftest import S3_BUCKET, S3_TEST_ENV, fill_data_db
-from tests.helpers import free_port, training_settings
 
 WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
 STRONG = ("lightgbm", {"n_estimators": 150, "num_leaves": 63, "learning_rate": 0.1})
@@ -81,10 +85,9 @@ def test_training_tracks_everything_and_registers_the_champion(
         assert any(k.endswith(f"{result.run_id}/artifacts/confusion_matrix.png") for k in keys)
         assert any(k.endswith("model.skops") for k in keys), sorted(keys)[:20]
     model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
-    frame = load_rows(db.make_engine(settings.data_db))
-    holdout, _ = split(frame, settings)
-    predicted = model.predict(frame[holdout][list(schema.FEATURES)])
-    f1 = f1_score(frame[holdout][schema.LABEL], predicted, average="macro", labels=range(7))
+    holdout = split(load_rows(db.make_engine(settings.data_db)), settings).holdout
+    predicted = model.predict(holdout.X)
+    f1 = f1_score(holdout.y, predicted, average="macro", labels=range(7))
     assert f1 == pytest.approx(result.holdout_macro_f1)
 
 
@@ -209,42 +212,3 @@ def test_an_unreachable_tracking_server_fails_with_its_url(tmp_path, real_frame)
     fill_data_db(settings.data_db, real_frame, rows=1000, batches=1)
     with pytest.raises(TrackingUnreachable, match=f"MLflow tracking server {url} unreachable"):
         train(settings, n_iter=1)
-
-
-def test_holdout_rows_stay_held_out_as_data_grows(tmp_path, real_frame):
-    settings = Settings(_env_file=None, data_db_url=f"sqlite:///{tmp_path / 'd.db'}")
-    fill_data_db(settings.data_db, real_frame, rows=3000, batches=1)
-    engine = db.make_engine(settings.data_db)
-    before = load_rows(engine)
-    held_before = set(before["row_key"][split(before, settings)[0]])
-    fill_data_db(settings.data_db, real_frame, rows=3000, batches=1, start=3000)
-    after = load_rows(engine)
-    holdout, validation = split(after, settings)
-    held_after = set(after["row_key"][holdout])
-    assert held_before < held_after  # still held out, and new rows joined
-    assert not (holdout & validation).any()
-    assert 0.15 < holdout.mean() < 0.25  # COVERTYPE_HOLDOUT_PERCENT = 20
-    assert np.isclose(validation.sum() / (~holdout).sum(), 0.2, atol=0.05)
-
-
-@pytest.mark.parametrize(
-    ("family", "params"),
-    [
-        ("lightgbm", {"n_estimators": 5}),
-        ("extra_trees", {"n_estimators": 5, "max_features": 0.5, "max_samples": 0.5}),
-        ("svm", {"C": 1.0, "gamma": 0.1, "n_components": 50}),
-    ],
-)
-def test_every_family_saves_with_only_trusted_types(family, params, real_frame):
-    """skops loads nothing it was not told to trust: every type a pipeline of any family
-    holds must be sklearn's own or listed in TRUSTED_TYPES, or logging the model fails."""
-    import skops.io
-
-    from covertype.train import TRUSTED_TYPES, fit_pipeline
-
-    rows = real_frame.head(1500)
-    pipeline = fit_pipeline(
-        family, params, rows[list(schema.FEATURES)], rows[schema.LABEL].to_numpy(), 0
-    )
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    assert set(untrusted) <= set(TRUSTED_TYPES)

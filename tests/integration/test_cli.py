@@ -1,0 +1,20 @@
+"""The `covertype` command line as a user runs it."""
+
+import re
+
+from covertype.testing import run_cli
+
+
+def test_a_bad_setting_names_the_variable(tmp_path):
+    done = run_cli(["ingest"], {"COVERTYPE_GROUP_NUMBER": "12"}, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "invalid settings: COVERTYPE_GROUP_NUMBER='12': Input should be less than or equal to 10"
+    )
+
+
+def test_cli_lists_the_stage_commands(tmp_path):
+    done = run_cli(["--help"], {}, tmp_path)
+    assert done.returncode == 0
+    for command in ("source", "ingest"):
+        assert re.search(rf"│ {command} ", done.stdout), done.stdout

@@ -1,0 +1,42 @@
+"""The champion gate's rule, without MLflow: when the alias moves, and what it says why."""
+
+from covertype.train.gate import Champion, Decision, decide
+
+
+def gate(new: float, champion: Champion | None) -> Decision:
+    return decide(new, champion, holdout_rows=812, model_name="covertype", alias="champion")
+
+
+def test_without_a_champion_the_new_version_is_promoted():
+    assert gate(0.5, None) == Decision(True, "promoted: covertype had no champion yet")
+
+
+def test_a_champion_that_cannot_be_scored_is_replaced():
+    assert gate(0.5, Champion("3", None)) == Decision(
+        True, "promoted: champion v3 could not be scored"
+    )
+
+
+def test_a_better_model_is_promoted_naming_both_scores_and_the_rows():
+    assert gate(0.91234, Champion("3", 0.9)) == Decision(
+        True, "promoted: macro F1 0.9123 beats champion v3's 0.9000 on the same 812 held-out rows"
+    )
+    # Better by less than the text shows is still better: the rule compares the numbers.
+    assert gate(0.9 + 1e-9, Champion("3", 0.9)).promoted
+
+
+def test_an_equal_model_keeps_the_champion():
+    assert gate(0.9, Champion("3", 0.9)) == Decision(
+        False,
+        "kept champion v3: its macro F1 0.9000 is not beaten by 0.9000 on the same 812 "
+        "held-out rows",
+    )
+
+
+def test_a_worse_model_keeps_the_champion():
+    decision = gate(0.7, Champion("4", 0.9))
+    assert not decision.promoted
+    assert decision.text == (
+        "kept champion v4: its macro F1 0.9000 is not beaten by 0.7000 on the same 812 "
+        "held-out rows"
+    )

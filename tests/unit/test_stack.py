@@ -1,0 +1,135 @@
+"""The local stack's decisions: its environment, the restart policy, what status says."""
+
+import os
+import time
+from pathlib import Path
+
+from covertype.stack import commands, tree
+from covertype.stack.services import SERVICES, prepare_environment
+from covertype.stack.state import BACKOFF, FAILED, RUNNING, Exit, ServiceRecord
+from covertype.testing import BIN
+
+
+def test_fast_sets_only_what_the_environment_does_not(monkeypatch, tmp_path):
+    environ = {"COVERTYPE_BATCH_SECONDS": "12", "PATH": "/usr/bin", "COVERTYPE_HOME": "rel"}
+    monkeypatch.setattr(os, "environ", environ)  # what the stack's services would inherit
+    monkeypatch.chdir(tmp_path)
+    settings = prepare_environment(fast=True)
+    assert environ["COVERTYPE_BATCH_SECONDS"] == "12"  # the environment wins
+    assert environ["COVERTYPE_TRAIN_N_ITER"] == "3" and environ["COVERTYPE_SERVE_WATCH_SECONDS"]
+    assert Path(environ["COVERTYPE_HOME"]).is_absolute()
+    assert environ["PATH"].split(os.pathsep) == [str(BIN), "/usr/bin"]
+    assert environ["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{settings.mlflow_port}"
+
+
+def exits(*runs: float, end: float = 1000.0) -> list[Exit]:
+    """Exits one second apart ending at `end`, after runs of these lengths."""
+    return [Exit(at=end - len(runs) + i, code=1, ran_seconds=r) for i, r in enumerate(runs)]
+
+
+def test_backoff_doubles_from_one_second_to_thirty_and_a_stable_run_resets_it():
+    assert tree.backoff_seconds([]) == 0
+    assert [tree.backoff_seconds(exits(*[1] * n)) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    # A run of a minute or more ends a streak: its exit waits 1 s again.
+    assert tree.backoff_seconds(exits(1, 1, 1, tree.STABLE_SECONDS)) == 1
+    assert tree.backoff_seconds(exits(1, 1, 1, tree.STABLE_SECONDS, 2)) == 2
+
+
+def test_five_exits_within_two_minutes_give_up_and_older_ones_do_not_count():
+    now = 1000.0
+    recent = [Exit(at=now - 100 + 20 * i, code=1, ran_seconds=5) for i in range(5)]
+    assert tree.gives_up(recent, now)
+    assert not tree.gives_up(recent[1:], now)
+    spread = [Exit(at=now - 31 * i, code=1, ran_seconds=5) for i in range(5)]  # over 2 min
+    assert not tree.gives_up(spread, now)
+
+
+def test_exit_codes_read_like_a_shell_and_describe_signals():
+    assert tree.exit_code(3 << 8) == 3
+    assert tree.exit_code(9) == 137  # killed by SIGKILL
+    assert Exit(0, 137, 1).describe() == "killed by SIGKILL"
+    assert Exit(0, 3, 1).describe() == "exit code 3"
+
+
+def test_status_words_combine_supervisord_the_guard_and_health():
+    running = {"statename": "RUNNING"}
+    record = ServiceRecord("ui", state=RUNNING)
+    assert commands.describe_state(record, running, healthy=True) == "running"
+    assert commands.describe_state(record, running, healthy=False) == "starting"
+    waiting = ServiceRecord("ui", state=BACKOFF, backoff_until=time.time() + 8)
+    assert commands.describe_state(waiting, running, healthy=False).startswith("backoff ")
+    failed = ServiceRecord("ui", state=FAILED)
+    assert commands.describe_state(failed, {"statename": "EXITED"}, healthy=False) == "failed"
+    assert commands.describe_state(record, {"statename": "STOPPED"}, healthy=False) == "stopped"
+    assert commands.describe_state(record, None, healthy=False) == "unknown"
+
+
+def test_records_survive_a_round_trip(tmp_path):
+    record = ServiceRecord("serve", state=RUNNING, sid=42, starts=3)
+    record.exits = exits(5, 90)
+    record.save(tmp_path)
+    again = ServiceRecord.load(tmp_path, "serve")
+    assert again == record and again.restarts == 2 and again.last_exit.ran_seconds == 90
+    assert ServiceRecord.load(tmp_path, "nothing").state == "starting"
+
+
+def test_every_service_has_a_unique_name_and_a_covertype_command():
+    names = [s.name for s in SERVICES]
+    assert len(names) == len(set(names))
+    for service in SERVICES:
+        assert service.command()[0] == str(BIN / "covertype")
+
+
+def test_monitoring_news_tells_new_reports_and_decisions_once(tmp_path):
+    from datetime import UTC, datetime
+
+    from covertype import db
+    from covertype.settings import Settings
+    from covertype.stack.news import MonitoringNews
+
+    settings = Settings(_env_file=None, home=tmp_path)
+    engine = db.make_engine(settings.data_db)
+    db.create_tables(engine)
+    decision = {"model_name": "covertype", "champion_version": "1", "rows_now": 10,
+                "champion_rows": 10, "decided_at": datetime.now(UTC)}  # fmt: skip
+    db.add_retrain_decision(engine, decision | {"train": True, "reason": "an old stack's"})
+    news = MonitoringNews()
+    assert news.poll(settings) == []  # what was there before is not news
+    db.add_retrain_decision(engine, decision | {"train": False, "reason": "no drift and 2%"})
+    db.add_drift_report(engine, {
+        "kind": "batch", "created_at": datetime.now(UTC), "model_name": "covertype",
+        "champion_version": "1", "batch_number": 4, "reference_rows": 500, "current_rows": 400,
+        "computed": True, "reason": "x", "dataset_drift": True, "drifted_features": 7,
+        "features": 12, "drift_share": 0.58, "drift_share_threshold": 0.5,
+        "live_accuracy": 0.612, "live_macro_f1": 0.4,
+    })  # fmt: skip
+    told = news.poll(settings)
+    assert told == [
+        "monitoring: batch 4 vs champion v1: DRIFT (7 of 12 features, share 0.58); "
+        "the champion on it: accuracy 0.612, macro F1 0.400",
+        "policy: training skipped: no drift and 2%",
+    ]
+    assert news.poll(settings) == []
+    engine.dispose()
+
+
+def test_an_up_that_exited_is_not_alive_while_it_waits_to_be_reaped(tmp_path):
+    import subprocess
+
+    import psutil
+
+    from covertype.stack.state import StackState
+
+    child = subprocess.Popen(["true"])  # exits at once; not reaped until wait()
+    created = psutil.Process(child.pid).create_time()
+    state = StackState(pid=child.pid, created=created, home=str(tmp_path), fast=True,
+                       started_at="now")  # fmt: skip
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    assert commands.up_alive(state) is False  # `down` used to wait 95 s for such a zombie
+    child.wait()
+    alive = StackState(pid=os.getpid(), created=psutil.Process().create_time(),
+                       home=str(tmp_path), fast=True, started_at="now")  # fmt: skip
+    assert commands.up_alive(alive) is True
