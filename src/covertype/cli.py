@@ -140,6 +140,36 @@ def train(
 
 
 @app.command()
+def monitor(
+    batch: int = typer.Option(
+        None,
+        "--batch",
+        help="A collected batch [default: the predictions logged since the last report].",
+    ),
+):
+    """A drift report now, as the DAGs make them: a batch or the logged predictions against
+    the champion's training rows (stored, logged to MLflow). Exit 1 when it was not computed."""
+    from covertype.monitor.reports import batch_report, predictions_report
+    from covertype.tracking import TrackingUnreachable
+
+    settings = get_settings()
+    try:
+        report = batch_report(settings, batch) if batch else predictions_report(settings)
+    except TrackingUnreachable as error:
+        typer.echo(f"monitor failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(report.reason)
+    if report.live_accuracy is not None:
+        f1 = "–" if report.live_macro_f1 is None else f"{report.live_macro_f1:.4f}"
+        typer.echo(f"champion v{report.champion_version} on it: accuracy "
+                   f"{report.live_accuracy:.4f}, macro F1 {f1}")  # fmt: skip
+    if report.report_id is not None:
+        typer.echo(f"drift_reports id {report.report_id}, MLflow run {report.mlflow_run_id}")
+    if not report.computed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def mlflow(
     host: str = typer.Option(None, help="Bind address [default: COVERTYPE_MLFLOW_HOST]."),
     port: int = typer.Option(None, help="Port [default: COVERTYPE_MLFLOW_PORT]."),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from covertype import dataset, db, ingest, orchestrate, schema, tracking
 from covertype.monitor import reference
 from covertype.monitor.reports import batch_report, predictions_report
-from covertype.testing import records_of, training_settings
+from covertype.testing import records_of, run_cli, training_settings
 
 TINY = {"n_estimators": 20, "num_leaves": 15, "num_threads": 1}
 TRAINED = 3_000  # Rawah rows of batches 1 and 2, the champion's training
@@ -243,3 +243,22 @@ def test_the_gatherer_decides_from_the_registry_and_the_reports(monitored):
     nobody = monitored.model_copy(update={"model_name": f"nothing-{uuid.uuid4().hex[:6]}"})
     decision = orchestrate.retraining_decision(nobody)
     assert decision.train and decision.reason.startswith("no champion yet")
+
+
+def test_the_monitor_command_reports_a_batch_and_says_why_it_cannot(monitored, tmp_path):
+    from covertype.settings import env_name
+
+    env = {
+        env_name(field): str(getattr(monitored, field))
+        for field in ("home", "mlflow_tracking_uri", "model_name", "monitoring_experiment",
+                      "drift_reference_rows", "drift_min_rows")
+    } | {"COVERTYPE_DATA_DB_URL": monitored.data_db}  # fmt: skip
+    drifted = run_cli(["monitor", "--batch", "4"], env, tmp_path)
+    assert drifted.returncode == 0, drifted.stdout + drifted.stderr
+    assert drifted.stdout.startswith("batch 4 (1,000 rows) against champion v1's")
+    assert "drift (" in drifted.stdout and "champion v1 on it: accuracy 0." in drifted.stdout
+    report_id = int(drifted.stdout.split("drift_reports id ")[1].split(",")[0])
+    assert stored(monitored, report_id)["dataset_drift"]
+    few = run_cli(["monitor", "--batch", "6"], env, tmp_path)
+    assert few.returncode == 1
+    assert few.stdout.startswith("not computed: 10 new rows to compare; a drift report needs")
