@@ -51,7 +51,7 @@ def server_command(settings: Settings, host: str | None = None, port: int | None
 
 
 def server_environment(settings: Settings) -> dict[str, str]:
-    """Environment the server needs for an S3 artifact destination (MinIO, moto)."""
+    """Environment the server needs for an S3 artifact destination (MinIO, SeaweedFS)."""
     env = {}
     if settings.mlflow_s3_endpoint_url:
         env["MLFLOW_S3_ENDPOINT_URL"] = settings.mlflow_s3_endpoint_url

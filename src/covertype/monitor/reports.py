@@ -117,10 +117,10 @@ def predictions_report(settings: Settings | None = None, client=None) -> DriftRe
         table = db.predictions
         rows = _read(engine, table, "id", table.c.id > after)
         report.current_rows = len(rows)
-        since = f"report #{last['id']}" if last else "the first prediction"
+        since = f" since report #{last['id']}" if last else " yet"
         compared = None
         if rows.empty:
-            report.skip(f"no predictions logged since {since} in {_db(settings)}")
+            report.skip(f"no predictions logged{since} in {_db(settings)}")
         else:
             report.predictions_from_id, report.predictions_to_id = (
                 int(rows["id"].min()),
