@@ -302,8 +302,9 @@ def status(settings: Settings, echo: Echo = say) -> int:
     all_good = alive and bool(programs)
     with httpx.Client(timeout=5) as client:
         health = news.Health(settings, client)
+        records = _records(home)
         for service in SERVICES:
-            record = ServiceRecord.load(home, service.name)
+            record = records[service.name]
             members = session_members([record.sid]) if record.sid else []
             good = bool(members) and health.healthy(service)
             word = describe_state(record, programs.get(service.name), good)
@@ -329,13 +330,9 @@ def status(settings: Settings, echo: Echo = say) -> int:
                 served = f"{settings.model_name} version {answer['model']['version']}"
     for line in table(rows):
         echo(line)
-    for service in SERVICES:
-        record = ServiceRecord.load(home, service.name)
+    for name, record in records.items():
         if record.state == FAILED:
-            echo(
-                f"{service.name} failed: {record.failed_reason}; "
-                f"`covertype restart {service.name}` tries again"
-            )
+            echo(f"{name} failed: {record.failed_reason}; `covertype restart {name}` tries again")
     total = sum(news.rows_by_batch(settings).values())
     echo(f"served: {served}; data DB: {total:,} rows")
     extra = []
