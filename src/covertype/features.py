@@ -27,6 +27,17 @@ ENGINEERED = (
     "Fire_Minus_Roadways",
 )
 NUMERIC_OUT = (*schema.NUMERIC, *ENGINEERED)
+_HH, _HV = "Horizontal_Distance_To_Hydrology", "Vertical_Distance_To_Hydrology"
+_ROAD, _FIRE = "Horizontal_Distance_To_Roadways", "Horizontal_Distance_To_Fire_Points"
+# The input fields each derived feature is made of (explanations share its contribution).
+MADE_OF = dict(
+    zip(
+        ENGINEERED,
+        [(_HH, _HV), ("Elevation", _HV), ("Elevation", _HH), (_HH, _FIRE), (_HH, _FIRE),
+         (_HH, _ROAD), (_HH, _ROAD), (_FIRE, _ROAD), (_FIRE, _ROAD)],
+        strict=True,
+    )
+)  # fmt: skip
 
 _N = {name: i for i, name in enumerate(schema.NUMERIC)}
 

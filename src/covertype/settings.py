@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         10.0, gt=0, description="HTTP timeout of the inference API's registry calls"
     )
     serve_max_batch: int = Field(1000, ge=1, description="records per /predict/batch call")
+    serve_predictor: str = Field(
+        "auto",
+        pattern="^(auto|fast|pipeline)$",
+        description="auto: the fastest predictor that matches the pipeline (ONNX trees for "
+        "LightGBM); fast: NumPy encoder and the model's own trees; pipeline: the pipeline",
+    )
     serve_model_cache: Path | None = Field(
         None, description="last loaded model on local disk; default a folder in home"
     )

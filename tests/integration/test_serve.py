@@ -23,12 +23,14 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import schema
-from covertype.serve.fast import FastPredictor
+from covertype.serve.compiled import ONNX_TOLERANCE
+from covertype.serve.fast import EXACT, compile_predictor
 from covertype.serve.model import load_pipeline
 from covertype.serve.records import EXAMPLE
 from covertype.testing import (
@@ -60,8 +62,9 @@ FAMILIES = {
 }
 WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05, "num_threads": 1})
 TRAIN_ROWS = 4000  # real rows 0..3999 train the models; CHECK_ROWS are never seen
-CHECK_ROWS = slice(20000, 25000)
+CHECK_ROWS = slice(20000, 30000)  # 10,000: the parity rows of every family
 MAX_BATCH = 1000
+SERVED_BY = {"lightgbm": "onnx", "extra_trees": "fast", "svm": "fast"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -209,7 +212,8 @@ def test_predict_answers_the_class_its_name_and_the_version_that_made_it(
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/json"
     body = answer.json()
-    assert set(body) == {"cover_type", "cover_type_name", "model_version"}
+    assert set(body) == {"cover_type", "cover_type_name", "model_version", "probabilities"}
+    assert list(body["probabilities"]) == list(schema.COVER_TYPE_NAMES)
     assert body["model_version"] == version
     assert body["cover_type_name"] == schema.COVER_TYPE_NAMES[body["cover_type"]]
     assert body["cover_type"] == registry.expected("lightgbm", [EXAMPLE])[0]
@@ -245,7 +249,7 @@ def test_health_ready_and_model_describe_the_served_version(api, registry):
     assert info["trained_rows"] == int(tags["trained_rows"])
     assert info["trained_batches"] == "1,2"
     assert info["trained_at"] == tags["trained_at"]
-    assert info["predictor"] == "fast" and info["fast_path_note"] is None
+    assert info["predictor"] == "onnx" and info["predictor_note"] is None
 
 
 def test_request_ids_are_echoed_or_made_and_logged_as_json_lines(api, registry):
@@ -436,17 +440,30 @@ def test_hot_swap_under_load_loses_no_request(serve, registry, check_records):
 # ---------------------------------------------------------------- the fast path
 
 
-def test_fast_path_equals_the_logged_pipeline_for_every_family(registry, check_records, tmp_path):
-    assert len(check_records) >= 5000
+def test_served_predictor_equals_the_logged_pipeline_for_every_family(
+    registry, check_records, tmp_path
+):
+    assert len(check_records) == 10_000
     frame = training_frame(check_records)
     for family, version in registry.versions.items():
-        pipeline = load_pipeline(download(registry.url, registry.name, version, tmp_path / family))
-        fast = FastPredictor(pipeline)
+        folder = download(registry.url, registry.name, version, tmp_path / family)
+        pipeline = load_pipeline(folder)
+        predictor, note = compile_predictor(pipeline, cache_dir=folder)
+        assert (predictor.kind, note) == (SERVED_BY[family], None), family
         truth = [int(v) for v in pipeline.predict(frame)]
         assert truth == registry.expected(family, check_records)  # as MLflow loads it
-        assert fast.predict_many(check_records) == truth, family
-        assert [fast.predict_one(r) for r in check_records] == truth, family
+        labels, proba = predictor.classify_many(check_records)
+        assert labels == truth, family  # the same class for every row
+        ones = [predictor.classify_one(r) for r in check_records]
+        assert [label for label, _ in ones] == truth, family
         assert len(set(truth)) >= 3  # real rows, several classes
+        if family == "svm":
+            assert proba is None
+            continue
+        expected = registry.pipelines[family].predict_proba(frame)
+        limit = ONNX_TOLERANCE if predictor.kind == "onnx" else EXACT
+        assert np.abs(proba - expected).max() <= limit, family
+        assert np.abs(np.vstack([p for _, p in ones]) - expected).max() <= limit, family
 
 
 def test_served_answers_equal_the_pipeline_for_every_family(serve, registry, check_records):
@@ -457,7 +474,7 @@ def test_served_answers_equal_the_pipeline_for_every_family(serve, registry, che
         for family, version in registry.versions.items():
             registry.point(alias, family)
             wait_for(lambda v=version: served_version(server.url) == v, 60, f"{family} served")
-            assert client.get("/model").json()["predictor"] == "fast"
+            assert client.get("/model").json()["predictor"] == SERVED_BY[family]
             answers = []
             for start in range(0, len(check_records), MAX_BATCH):
                 batch = check_records[start : start + MAX_BATCH]
@@ -466,6 +483,12 @@ def test_served_answers_equal_the_pipeline_for_every_family(serve, registry, che
                 answers += answer.json()
             assert {a["model_version"] for a in answers} == {version}
             assert [a["cover_type"] for a in answers] == registry.expected(family, check_records)
+            if family == "svm":
+                assert {a["probabilities"] is None for a in answers} == {True}
+            else:
+                proba = [list(a["probabilities"].values()) for a in answers]
+                truth = registry.pipelines[family].predict_proba(training_frame(check_records))
+                assert np.abs(np.array(proba) - truth).max() <= ONNX_TOLERANCE
             singles = [client.post("/predict", json=r).json() for r in check_records[:200]]
             assert [a["cover_type"] for a in singles] == [a["cover_type"] for a in answers[:200]]
 

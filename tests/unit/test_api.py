@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import schema
 from covertype.serve import create_app
+from covertype.serve.compiled import ONNX_TOLERANCE
 from covertype.serve.fast import records_frame
 from covertype.serve.records import EXAMPLE
 from covertype.settings import Settings
@@ -104,11 +106,17 @@ def test_predict_answers_the_pipelines_class_its_name_and_the_version(api, pipel
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/json"
     label = expected(pipeline, [EXAMPLE])[0]
-    assert answer.json() == {
+    body = answer.json()
+    probabilities = body.pop("probabilities")
+    assert body == {
         "cover_type": label,
         "cover_type_name": schema.COVER_TYPE_NAMES[label],
         "model_version": "3",
     }
+    assert list(probabilities) == list(schema.COVER_TYPE_NAMES)
+    truth = pipeline.predict_proba(records_frame([EXAMPLE]))[0]
+    assert np.abs(np.array(list(probabilities.values())) - truth).max() <= ONNX_TOLERANCE
+    assert max(probabilities, key=probabilities.get) == body["cover_type_name"]
     rows = check_records[:100]
     answers = [api.post("/predict", json=row).json() for row in rows]
     assert [a["cover_type"] for a in answers] == expected(pipeline, rows)
@@ -137,15 +145,21 @@ def test_ready_and_model_describe_the_model_in_memory(api):
     assert (info["trained_rows"], info["trained_batches"]) == (2000, "1,2")
     assert info["trained_at"] == TAGS["trained_at"]
     assert info["gate_decision"] == "promoted: first champion"
-    assert info["predictor"] == "fast" and info["fast_path_note"] is None
+    assert info["predictor"] == "onnx" and info["predictor_note"] is None
+    assert info["fast_path_note"] is None
     assert info["registry"] == body["registry"]
 
 
 def test_openapi_documents_every_route_with_a_real_example_record(api, real_frame):
     document = api.get("/openapi.json").json()
-    assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics"} <= set(
-        document["paths"]
-    )
+    paths = {"/predict", "/predict/batch", "/predict/explain", "/health", "/ready", "/model"}
+    assert paths | {"/metrics"} <= set(document["paths"])
+    prediction = document["components"]["schemas"]["Prediction"]["properties"]
+    probabilities = prediction["probabilities"]
+    assert {"type": "object", "additionalProperties": {"type": "number"}} in probabilities["anyOf"]
+    assert set(probabilities["examples"][0]) == set(schema.COVER_TYPE_NAMES)
+    explain = document["paths"]["/predict/explain"]["post"]
+    assert {"200", "422", "501", "503"} <= set(explain["responses"])
     body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     example = body["examples"]["first real row"]["value"]
     assert example == records_of(real_frame.iloc[:1])[0]  # the first row of the real data
@@ -263,6 +277,9 @@ def test_batch_answers_every_record_in_order_and_names_bad_ones_by_position(
     body = answer.json()
     assert [a["cover_type"] for a in body] == expected(pipeline, rows)
     assert {a["model_version"] for a in body} == {"3"}
+    proba = np.array([list(a["probabilities"].values()) for a in body])
+    truth = pipeline.predict_proba(records_frame(rows))
+    assert np.abs(proba - truth).max() <= ONNX_TOLERANCE
     assert all(a["cover_type_name"] == schema.COVER_TYPE_NAMES[a["cover_type"]] for a in body)
     small = rows[:10]  # under BATCH_IN_THREAD: predicted on the event loop
     assert [a["cover_type"] for a in api.post("/predict/batch", json=small).json()] == expected(
@@ -337,10 +354,54 @@ def test_a_new_pipeline_is_swapped_in_and_every_answer_names_it(
     assert [a["cover_type"] for a in answers] == expected(other, rows)
     assert empty_api.get("/ready").json()["model"]["version"] == "8"
     assert empty_api.get("/model").json()["predictor"] == "fast"
-
+    assert all(sum(a["probabilities"].values()) == pytest.approx(1) for a in answers)
     after = samples(empty_api)
     served = {"model_name": "covertype-unit", "alias": "champion"}
     assert after[("covertype_model_version", frozenset(served.items()))] == 8
     assert after[("covertype_model_swaps_total", frozenset())] == 1
     loads = {"source": "memory", "outcome": "ok"}
     assert after[("covertype_model_loads_total", frozenset(loads.items()))] == 2
+
+
+# ---------------------------------------------------------------- explanations
+
+
+def test_explain_names_the_fields_that_weighed_most_summed_to_the_input_fields(api, pipeline):
+    answer = api.post("/predict/explain?top=12", json=EXAMPLE)
+    assert answer.status_code == 200
+    body = answer.json()
+    label = expected(pipeline, [EXAMPLE])[0]
+    assert body["cover_type"] == label and body["explained_class"] == schema.COVER_TYPE_NAMES[label]
+    contributions = body["contributions"]
+    assert sorted(c["field"] for c in contributions) == sorted(schema.FEATURES)
+    sizes = [abs(c["contribution"]) for c in contributions]
+    assert sizes == sorted(sizes, reverse=True)
+    by_field = {c["field"]: c for c in contributions}
+    assert by_field["Elevation"]["value"] == EXAMPLE["Elevation"]
+    first = contributions[0]
+    assert first["text"] == f"{first['field']} {first['contribution']:+.2f}"
+    # SHAP values add up to the class's raw score: the fields lose nothing in the summing.
+    raw = pipeline[-1].booster_.predict(pipeline[:2].transform(records_frame([EXAMPLE])),
+                                        raw_score=True)[0][label]  # fmt: skip
+    assert body["base_value"] + sum(c["contribution"] for c in contributions) == pytest.approx(raw)
+
+    top = api.post("/predict/explain", json=EXAMPLE).json()["contributions"]
+    assert [c["field"] for c in top] == [c["field"] for c in contributions[:5]]
+    assert api.post("/predict/explain?top=13", json=EXAMPLE).status_code == 422
+    bad = api.post("/predict/explain", json={**EXAMPLE, "Slope": 91})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "Slope"
+
+
+def test_explain_answers_501_naming_a_family_without_contributions(empty_api, real_frame):
+    trees = {"n_estimators": 5, "max_features": 0.5, "min_samples_leaf": 1, "max_samples": 0.5}
+    holder = empty_api.app.state.holder
+    holder.serve_pipeline(
+        fit(real_frame, "extra_trees", trees), "9", tags={"family": "extra_trees"}
+    )
+    answer = empty_api.post("/predict/explain", json=EXAMPLE)
+    assert answer.status_code == 501
+    assert answer.json()["detail"] == (
+        "explanations need per-feature contributions, which the family 'extra_trees' "
+        "(ExtraTreesClassifier) does not give; lightgbm models have them"
+    )
+    assert empty_api.post("/predict", json=EXAMPLE).status_code == 200

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from covertype import schema
-from covertype.serve.fast import FastPredictor, compile_predictor
+from covertype.serve.compiled import ONNX_TOLERANCE
+from covertype.serve.fast import EXACT, compile_predictor
 from covertype.testing import records_of, training_frame
 from covertype.train import build_pipeline, fit_pipeline
 
@@ -42,17 +43,70 @@ def check_records(real_frame) -> list[dict]:
     return records_of(real_frame.iloc[CHECK_ROWS])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_fast_path_equals_the_pipeline_for_every_family(family, train_rows, check_records):
-    pipeline = fit_pipeline(family, FAMILIES[family], *train_rows, seed=0)
-    predictor, note = compile_predictor(pipeline)
-    assert isinstance(predictor, FastPredictor) and note is None
+PARITY_ROWS = slice(20000, 30000)  # 10,000 real rows, never trained on
+SERVED_BY = {"lightgbm": "onnx", "extra_trees": "fast", "svm": "fast"}
 
-    truth = [int(v) for v in pipeline.predict(training_frame(check_records))]
-    assert predictor.predict_many(check_records) == truth
-    assert [predictor.predict_one(r) for r in check_records[:300]] == truth[:300]
+
+@pytest.fixture(scope="module")
+def pipelines(train_rows) -> dict:
+    return {
+        family: fit_pipeline(family, FAMILIES[family], *train_rows, seed=0) for family in FAMILIES
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_chosen_predictor_equals_the_pipeline_on_10000_real_rows(family, pipelines, real_frame):
+    pipeline = pipelines[family]
+    records = records_of(real_frame.iloc[PARITY_ROWS])
+    predictor, note = compile_predictor(pipeline)
+    assert predictor.kind == SERVED_BY[family] and note is None
+
+    frame = training_frame(records)
+    truth = [int(v) for v in pipeline.predict(frame)]
+    labels, proba = predictor.classify_many(records)
+    assert labels == truth  # the same class for every row
+    assert [predictor.predict_one(r) for r in records[:300]] == truth[:300]
     assert predictor.predict_many([]) == []
     assert len(set(truth)) >= 3  # real rows, several classes
+    if family == "svm":  # LinearSVC: no probabilities
+        assert proba is None and predictor.classify_one(records[0])[1] is None
+        return
+    expected = pipeline.predict_proba(frame)
+    tolerance = ONNX_TOLERANCE if predictor.kind == "onnx" else EXACT
+    assert np.abs(proba - expected).max() <= tolerance
+    ones = np.vstack([predictor.classify_one(r)[1] for r in records[:300]])
+    assert np.abs(ones - expected[:300]).max() <= tolerance
+    assert np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_the_booster_serves_when_onnx_is_not_wanted_or_misses_the_tolerance(
+    pipelines, check_records
+):
+    pipeline = pipelines["lightgbm"]
+    wanted, note = compile_predictor(pipeline, prefer="fast")
+    assert wanted.kind == "fast" and note == "COVERTYPE_SERVE_PREDICTOR=fast"
+
+    # A tolerance of 0: float32 trees differ from LightGBM's float64 in the 7th digit.
+    strict, note = compile_predictor(pipeline, onnx_tolerance=0.0)
+    assert strict.kind == "fast"
+    assert note.startswith("onnx not used: probabilities differ from the pipeline's by up to")
+    truth = [int(v) for v in pipeline.predict(training_frame(check_records))]
+    assert strict.predict_many(check_records) == truth
+    proba = strict.classify_many(check_records)[1]
+    assert np.abs(proba - pipeline.predict_proba(training_frame(check_records))).max() <= EXACT
+
+    served, note = compile_predictor(pipeline, prefer="pipeline")
+    assert served.kind == "pipeline" and note == "COVERTYPE_SERVE_PREDICTOR=pipeline"
+    assert served.predict_many(check_records[:200]) == truth[:200]
+
+
+def test_the_onnx_file_is_converted_once_per_model_folder(pipelines, tmp_path):
+    first, _ = compile_predictor(pipelines["lightgbm"], cache_dir=tmp_path)
+    (kept,) = tmp_path.glob("*.onnx")
+    written = kept.stat().st_mtime_ns
+    second, _ = compile_predictor(pipelines["lightgbm"], cache_dir=tmp_path)
+    assert first.kind == second.kind == "onnx"
+    assert kept.stat().st_mtime_ns == written  # read back, not converted again
 
 
 def test_a_pipeline_the_fast_path_does_not_know_is_served_by_the_pipeline(
@@ -69,7 +123,8 @@ def test_a_pipeline_the_fast_path_does_not_know_is_served_by_the_pipeline(
     pipeline.fit(*train_rows)
 
     predictor, note = compile_predictor(pipeline)
-    assert predictor.kind == "pipeline" and note == "encoder step 'numeric' is a MinMaxScaler"
+    assert predictor.kind == "pipeline"
+    assert note == "fast path not used: encoder step 'numeric' is a MinMaxScaler"
     checks = check_records[:500]
     expected = [int(v) for v in pipeline.predict(training_frame(checks))]
     assert predictor.predict_many(checks) == expected

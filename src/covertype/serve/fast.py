@@ -1,17 +1,18 @@
-"""The fast prediction path: validated records → classes on NumPy, with no DataFrame.
+"""The fast prediction path: validated records → classes and probabilities, no DataFrame.
 
 A logged pipeline is engineer (`features.add_engineered`) → encode (a ColumnTransformer) →
 [kernel] → model. On a one-row DataFrame the first two steps cost ten times what the
-trees do. `compile_predictor` reads the fitted encoder once (which columns pass through,
-the scaler's means and scales, each category's code or one-hot column) and afterwards
-turns records into the very matrix the pipeline would hand its next step; the later steps
-run as they are, except the models: LightGBM's booster is called directly with one thread
-(one row through its single-row C API), a forest's trees without joblib's per-call pool.
+trees do. `compile_predictor` reads the fitted encoder once (`encoder.Encoder`) and
+afterwards turns records into the very matrix the pipeline would hand its next step; the
+later steps run as they are, except the models: LightGBM's trees through ONNX Runtime
+(`compiled`), or its booster with one thread (one row through its single-row C API); a
+forest's trees without joblib's per-call pool.
 
 Every compiled predictor is checked against its pipeline on probe rows (the encoded
-matrices equal, the classes equal) before it serves. A step it does not know (another
-transformer, a sparse output, a changed first step) or a disagreement means the pipeline
-itself serves, so any model the training registers is served correctly, the known ones fast.
+matrices equal, the classes equal, the probabilities within a tolerance) before it serves.
+A step it does not know or a disagreement means the next one down serves: ONNX → the
+booster ("fast") → the pipeline itself, so any model the training registers is served
+correctly, the known ones fast; `/model` says which one serves and why.
 """
 
 from __future__ import annotations
@@ -19,31 +20,40 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from covertype import features, schema
+from covertype.serve.encoder import Encoder, Record, Unsupported
 
 log = logging.getLogger(__name__)
 
-Record = Mapping[str, object]  # one validated record: schema.FEATURES → canonical values
 PROBE_ROWS = 512
 SINGLE_ROW_PROBES = 64
+N_CLASSES = len(schema.COVER_TYPE_NAMES)
+EXACT = 1e-6  # |Δp| allowed of a predictor that runs the model's own float64 arithmetic
+PREDICTORS = ("auto", "fast", "pipeline")  # COVERTYPE_SERVE_PREDICTOR
 
 
 class Predictor(Protocol):
     kind: str
 
-    def predict_one(self, record: Record) -> int: ...
+    def classify_one(self, record: Record) -> tuple[int, np.ndarray | None]: ...
 
-    def predict_many(self, records: Sequence[Record]) -> list[int]: ...
+    def classify_many(self, records: Sequence[Record]) -> tuple[list[int], np.ndarray | None]: ...
 
 
-class Unsupported(Exception):
-    """The pipeline has a step the fast path does not reproduce."""
+def by_label(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """n × (the model's classes) probabilities → n × N_CLASSES, column k for class k."""
+    if proba.shape[1] == N_CLASSES and np.array_equal(classes, np.arange(N_CLASSES)):
+        return proba
+    out = np.zeros((len(proba), N_CLASSES))
+    out[:, np.asarray(classes, dtype=int)] = proba
+    return out
 
 
 def records_frame(records: Sequence[Record]) -> pd.DataFrame:
@@ -56,162 +66,70 @@ def records_frame(records: Sequence[Record]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-class PipelinePredictor:
+class _Labels:
+    """predict_one / predict_many: the classes alone."""
+
+    def predict_one(self, record: Record) -> int:
+        return self.classify_one(record)[0]
+
+    def predict_many(self, records: Sequence[Record]) -> list[int]:
+        return self.classify_many(records)[0]
+
+
+class PipelinePredictor(_Labels):
     """The logged pipeline itself, on a DataFrame: always right, slow for one row."""
 
     kind = "pipeline"
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
+        self.proba = hasattr(pipeline, "predict_proba")  # not a LinearSVC's
 
-    def predict_one(self, record: Record) -> int:
-        return self.predict_many([record])[0]
+    def classify_one(self, record: Record) -> tuple[int, np.ndarray | None]:
+        labels, proba = self.classify_many([record])
+        return labels[0], None if proba is None else proba[0]
 
-    def predict_many(self, records: Sequence[Record]) -> list[int]:
-        return [int(v) for v in self.pipeline.predict(records_frame(records))]
-
-
-# ---------------------------------------------------------------- the encoder on NumPy
-
-_NUMERIC_OUT = {name: i for i, name in enumerate(features.NUMERIC_OUT)}
-_CATEGORICAL = {name: i for i, name in enumerate(schema.CATEGORICAL)}
-
-
-class _Encoder:
-    """The fitted ColumnTransformer, replayed on NumPy rows in its output layout."""
-
-    def __init__(self, encode):
-        if getattr(encode, "sparse_output_", False):
-            raise Unsupported("the encoder's output is sparse")
-        self.width = sum(s.stop - s.start for s in encode.output_indices_.values())
-        # (output columns, input columns in NUMERIC_OUT, mean or None, scale or None)
-        self.numeric: list[tuple[slice, np.ndarray | slice, np.ndarray | None, object]] = []
-        self.ordinal: list[tuple[int, int, dict[str, float]]] = []  # (column, field, codes)
-        self.onehot: list[tuple[int, dict[str, int]]] = []  # (field, column of each value)
-        for name, step, columns in encode.transformers_:
-            out = encode.output_indices_[name]
-            if _is_drop(step) or out.stop == out.start:
-                continue
-            columns = _column_names(columns)
-            kind = type(step).__name__
-            if _is_passthrough(step) or kind == "StandardScaler":
-                self.numeric.append((out, _numeric_source(columns), *_scaling(step)))
-            elif kind == "OrdinalEncoder":
-                self._add_ordinal(step, columns, out)
-            elif kind == "OneHotEncoder":
-                self._add_onehot(step, columns, out)
-            else:
-                raise Unsupported(f"encoder step {name!r} is a {kind}")
-
-    def _add_ordinal(self, step, columns: list[str], out: slice) -> None:
-        if getattr(step, "_infrequent_enabled", False):
-            raise Unsupported("ordinal encoder groups infrequent categories")
-        for j, column in enumerate(columns):
-            codes = {str(v): float(k) for k, v in enumerate(step.categories_[j])}
-            self.ordinal.append((out.start + j, _categorical_source(column), codes))
-
-    def _add_onehot(self, step, columns: list[str], out: slice) -> None:
-        if step.drop_idx_ is not None or getattr(step, "_infrequent_enabled", False):
-            raise Unsupported("one-hot encoder drops or groups categories")
-        start = out.start
-        for j, column in enumerate(columns):
-            values = step.categories_[j]
-            self.onehot.append(
-                (_categorical_source(column), {str(v): start + k for k, v in enumerate(values)})
-            )
-            start += len(values)
-
-    def encode(self, records: Sequence[Record]) -> np.ndarray:
-        n = len(records)
-        raw = np.array([[r[name] for name in schema.NUMERIC] for r in records], dtype=np.float64)
-        numeric = np.concatenate([raw, features.engineer_array(raw)], axis=1)
-        out = (np.zeros if self.onehot else np.empty)((n, self.width), dtype=np.float64)
-        for columns, source, mean, scale in self.numeric:
-            block = numeric[:, source]
-            if mean is not None:
-                block = block - mean
-            if scale is not None:
-                block = block / scale
-            out[:, columns] = block
-        for column, field, codes in self.ordinal:
-            name = schema.CATEGORICAL[field]
-            out[:, column] = [codes[r[name]] for r in records]
-        rows = np.arange(n)
-        for field, positions in self.onehot:
-            name = schema.CATEGORICAL[field]
-            out[rows, [positions[r[name]] for r in records]] = 1.0
-        return out
-
-
-def _is_drop(step) -> bool:
-    return isinstance(step, str) and step == "drop"
-
-
-def _is_passthrough(step) -> bool:
-    if isinstance(step, str):
-        return step == "passthrough"
-    # A fitted ColumnTransformer holds "passthrough" as an identity FunctionTransformer.
-    return (
-        type(step).__name__ == "FunctionTransformer"
-        and step.func is None
-        and getattr(step, "_sklearn_output_config", {}).get("transform") in (None, "default")
-    )
-
-
-def _column_names(columns) -> list[str]:
-    if isinstance(columns, str):
-        return [columns]
-    names = list(columns)
-    if not all(isinstance(c, str) for c in names):
-        raise Unsupported("encoder columns are not given by name")
-    return names
-
-
-def _numeric_source(columns: list[str]) -> np.ndarray | slice:
-    unknown = [c for c in columns if c not in _NUMERIC_OUT]
-    if unknown:
-        raise Unsupported(f"numeric block takes non-numeric columns {unknown}")
-    index = np.array([_NUMERIC_OUT[c] for c in columns])
-    contiguous = np.array_equal(index, np.arange(index[0], index[0] + len(index)))
-    return slice(int(index[0]), int(index[-1]) + 1) if contiguous else index
-
-
-def _categorical_source(column: str) -> int:
-    if column not in _CATEGORICAL:
-        raise Unsupported(f"categorical encoder takes {column!r}")
-    return _CATEGORICAL[column]
-
-
-def _scaling(step) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if isinstance(step, str) or type(step).__name__ == "FunctionTransformer":
-        return None, None
-    mean = step.mean_ if step.with_mean else None
-    scale = step.scale_ if step.with_std and step.scale_ is not None else None
-    return mean, scale
+    def classify_many(self, records: Sequence[Record]) -> tuple[list[int], np.ndarray | None]:
+        frame = records_frame(records)
+        labels = [int(v) for v in self.pipeline.predict(frame)]
+        if not self.proba:
+            return labels, None
+        return labels, by_label(self.pipeline.predict_proba(frame), self.pipeline.classes_)
 
 
 # ---------------------------------------------------------------- the model on NumPy
 
 
 class _LightGBM:
-    """LGBMClassifier.predict without the sklearn wrapper: the booster with one thread, and
-    a single row through LightGBM's single-row C API (see _SingleRow)."""
+    """LGBMClassifier.predict_proba without the sklearn wrapper: ONNX Runtime's trees when
+    attached (`trees`), else the booster with one thread, a single row through LightGBM's
+    single-row C API (see _SingleRow)."""
 
     def __init__(self, model):
         if callable(getattr(model, "_objective", None)):
             raise Unsupported("LightGBM model has a custom objective")
+        self.model = model
         self.booster = model.booster_
         self.classes = np.asarray(model.classes_)
-        self.single = _SingleRow.create(self.booster, int(model.n_features_in_))
+        self.n_features = int(model.n_features_in_)
+        self.single = _SingleRow.create(self.booster, self.n_features)
+        self.trees = None  # compiled.OnnxTrees, attached once it passed its check
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        if self.trees is not None:
+            return self.trees.predict_proba(matrix)
         if len(matrix) == 1 and self.single is not None:
             result = self.single.predict(matrix)
         else:
             result = self.booster.predict(matrix, num_threads=1)
         if result.ndim == 1:  # binary: the wrapper's (1 - p, p)
             result = np.vstack((1.0 - result, result)).transpose()
-        return self.classes[np.argmax(result, axis=1)]
+        return result
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """n × classes × (features + 1): SHAP values of each class's raw score, bias last."""
+        values = self.booster.predict(matrix, pred_contrib=True, num_threads=1)
+        return values.reshape(len(matrix), -1, self.n_features + 1)
 
 
 class _SingleRow:
@@ -282,17 +200,31 @@ class _Forest:
         self.n_classes = int(model.n_classes_)
         self.classes = np.asarray(model.classes_)
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(matrix, dtype=np.float32)
         proba = np.zeros((len(X), self.n_classes), dtype=np.float64)
         for tree in self.trees:
             proba += tree.predict(X)[:, : self.n_classes]
         proba /= len(self.trees)
-        return self.classes.take(np.argmax(proba, axis=1), axis=0)
+        return proba
+
+
+class _Other:
+    """Any other estimator through its own predict (and predict_proba where it has one)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.classes = np.asarray(model.classes_)
+        self.has_proba = hasattr(model, "predict_proba")
+
+    def classify(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        labels = self.model.predict(matrix)
+        proba = self.model.predict_proba(matrix) if self.has_proba else None
+        return labels, proba
 
 
 def _model(model):
-    """The final step's fast stand-in, or the estimator itself (its own .predict)."""
+    """The final step's fast stand-in."""
     module, kind = type(model).__module__, type(model).__name__
     if module.startswith("lightgbm") and kind == "LGBMClassifier":
         return _LightGBM(model)
@@ -301,13 +233,11 @@ def _model(model):
         "RandomForestClassifier",
     ):
         return _Forest(model)
-    return model
+    return _Other(model)
 
 
-class FastPredictor:
-    """Records → the encoder's matrix → the pipeline's later steps → classes."""
-
-    kind = "fast"
+class FastPredictor(_Labels):
+    """Records → the encoder's matrix → the pipeline's later steps → classes, probabilities."""
 
     def __init__(self, pipeline):
         steps = [step for _, step in pipeline.steps]
@@ -318,26 +248,39 @@ class FastPredictor:
             raise Unsupported("first step is not features.add_engineered")
         if type(encode).__name__ != "ColumnTransformer":
             raise Unsupported(f"second step is a {type(encode).__name__}")
-        self.encoder = _Encoder(encode)
+        self.encoder = Encoder(encode)
         self.middle = middle  # e.g. Nystroem: run as is, on the encoded matrix
         self.model = _model(model)
         self.model_kind = type(model).__name__
 
+    @property
+    def kind(self) -> str:
+        onnx = isinstance(self.model, _LightGBM) and self.model.trees is not None
+        return "onnx" if onnx else "fast"
+
     def encode(self, records: Sequence[Record]) -> np.ndarray:
         return self.encoder.encode(records)
 
-    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+    def classify_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         for step in self.middle:
             matrix = step.transform(matrix)
-        return self.model.predict(matrix)
+        model = self.model
+        if isinstance(model, _Other):
+            labels, proba = model.classify(matrix)
+        else:
+            proba = model.predict_proba(matrix)
+            labels = model.classes.take(np.argmax(proba, axis=1), axis=0)
+        return labels, None if proba is None else by_label(proba, model.classes)
 
-    def predict_one(self, record: Record) -> int:
-        return int(self.predict_matrix(self.encoder.encode((record,)))[0])
+    def classify_one(self, record: Record) -> tuple[int, np.ndarray | None]:
+        labels, proba = self.classify_matrix(self.encoder.encode((record,)))
+        return int(labels[0]), None if proba is None else proba[0]
 
-    def predict_many(self, records: Sequence[Record]) -> list[int]:
+    def classify_many(self, records: Sequence[Record]) -> tuple[list[int], np.ndarray | None]:
         if not records:
-            return []
-        return [int(v) for v in self.predict_matrix(self.encoder.encode(records))]
+            return [], np.zeros((0, N_CLASSES))
+        labels, proba = self.classify_matrix(self.encoder.encode(records))
+        return [int(v) for v in labels], proba
 
 
 # ---------------------------------------------------------------- choosing one
@@ -359,8 +302,12 @@ def probe_records(n: int = PROBE_ROWS, seed: int = 0) -> list[dict]:
     ]
 
 
-def disagreement(fast: FastPredictor, pipeline, records: Sequence[Record]) -> str | None:
-    """Why `fast` is not the pipeline on `records`, or None when it is."""
+def disagreement(
+    fast: FastPredictor, pipeline, records: Sequence[Record], tolerance: float = EXACT
+) -> str | None:
+    """Why `fast` is not the pipeline on `records` (classes, probabilities within
+    `tolerance`), or None when it is."""
+    truth = PipelinePredictor(pipeline)
     frame = records_frame(records)
     expected = np.asarray(pipeline[:2].transform(frame), dtype=np.float64)
     encoded = fast.encode(records)
@@ -369,28 +316,75 @@ def disagreement(fast: FastPredictor, pipeline, records: Sequence[Record]) -> st
     if not np.array_equal(encoded, expected):
         rows = int((encoded != expected).any(axis=1).sum())
         return f"encoded values differ from the pipeline's on {rows} of {len(records)} rows"
-    truth = [int(v) for v in pipeline.predict(frame)]
-    many = fast.predict_many(records)
-    if many != truth:
-        differ = sum(a != b for a, b in zip(many, truth, strict=True))
+    labels, proba = truth.classify_many(records)
+    many, many_proba = fast.classify_many(records)
+    if many != labels:
+        differ = sum(a != b for a, b in zip(many, labels, strict=True))
         return f"batch predictions differ from the pipeline's on {differ} of {len(records)} rows"
-    single = [fast.predict_one(r) for r in records[:SINGLE_ROW_PROBES]]
-    if single != truth[:SINGLE_ROW_PROBES]:
+    single = [fast.classify_one(r) for r in records[:SINGLE_ROW_PROBES]]
+    if [label for label, _ in single] != labels[:SINGLE_ROW_PROBES]:
         return "one-row predictions differ from the pipeline's"
+    if (proba is None) != (many_proba is None):
+        return "probabilities: one of the pipeline and the fast path has none"
+    if proba is not None:
+        ones = np.vstack([p for _, p in single])
+        gap = max(np.abs(many_proba - proba).max(), np.abs(ones - proba[: len(ones)]).max())
+        if gap > tolerance:
+            rows = int((np.abs(many_proba - proba) > tolerance).any(axis=1).sum())
+            return (
+                f"probabilities differ from the pipeline's by up to {gap:.1e} (> {tolerance:g}) "
+                f"on {rows} of {len(records)} rows"
+            )
     return None
 
 
-def compile_predictor(pipeline, extra: Sequence[Record] = ()) -> tuple[Predictor, str | None]:
-    """The fast predictor for `pipeline` when it reproduces it on the probe rows (and
-    `extra`), else the pipeline itself; plus why the fast one was not taken."""
+def compile_predictor(
+    pipeline,
+    extra: Sequence[Record] = (),
+    prefer: str = "auto",
+    cache_dir: Path | None = None,
+    onnx_tolerance: float | None = None,
+) -> tuple[Predictor, str | None]:
+    """The fastest predictor for `pipeline` that reproduces it on the probe rows (and
+    `extra`): ONNX trees, the fast path, or the pipeline itself (`prefer` may skip the
+    first, or both); plus why a faster one does not serve. `onnx_tolerance`: the largest
+    |Δp| accepted from the ONNX trees [compiled.ONNX_TOLERANCE]."""
+    if prefer == "pipeline":
+        return PipelinePredictor(pipeline), "COVERTYPE_SERVE_PREDICTOR=pipeline"
+    records = [*extra, *probe_records()]
     try:
         fast = FastPredictor(pipeline)
-        reason = disagreement(fast, pipeline, [*extra, *probe_records()])
+        reason = disagreement(fast, pipeline, records)
     except Unsupported as error:
         reason = str(error)
     except Exception as error:  # a step that fails on NumPy input: the pipeline serves
         reason = f"{type(error).__name__}: {error}"
-    if reason is None:
+    if reason is not None:
+        log.warning("fast path not used; the pipeline serves", extra={"reason": reason})
+        return PipelinePredictor(pipeline), f"fast path not used: {reason}"
+    if not isinstance(fast.model, _LightGBM):
         return fast, None
-    log.warning("fast path not used; the pipeline serves", extra={"reason": reason})
-    return PipelinePredictor(pipeline), reason
+    if prefer == "fast":
+        return fast, "COVERTYPE_SERVE_PREDICTOR=fast"
+    reason = _attach_onnx(fast, pipeline, records, cache_dir, onnx_tolerance)
+    if reason is not None:
+        log.warning("ONNX trees not used; the booster serves", extra={"reason": reason})
+        return fast, f"onnx not used: {reason}"
+    return fast, None
+
+
+def _attach_onnx(fast: FastPredictor, pipeline, records, cache_dir, tolerance) -> str | None:
+    """ONNX Runtime's trees in `fast`, or why not (they stay detached then)."""
+    try:
+        from covertype.serve.compiled import ONNX_TOLERANCE, onnx_trees
+
+        fast.model.trees = onnx_trees(fast.model.model, fast.model.n_features, cache_dir)
+        limit = ONNX_TOLERANCE if tolerance is None else tolerance
+        reason = disagreement(fast, pipeline, records, limit)
+    except ImportError as error:
+        reason = f"{error.name} is not installed"
+    except Exception as error:  # a conversion or a runtime that fails: the booster serves
+        reason = f"{type(error).__name__}: {error}"
+    if reason is not None:
+        fast.model.trees = None
+    return reason

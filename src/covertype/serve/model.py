@@ -30,7 +30,7 @@ from covertype import schema
 from covertype.serve.cache import ModelCache
 from covertype.serve.fast import compile_predictor
 from covertype.serve.records import EXAMPLE, EXAMPLE_2
-from covertype.serve.served import RegistryState, ServedModel, answers_for, now
+from covertype.serve.served import Answers, RegistryState, ServedModel, now
 from covertype.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -306,13 +306,25 @@ class ModelHolder:
         self._swap(served, time.perf_counter() - started)
 
     def _serve_from(self, folder: Path, version: str, tags: dict, run_id: str, source: str):
-        return self._prepare(load_pipeline(folder), version, tags, run_id, source)
+        pipeline = load_pipeline(folder)
+        return self._prepare(pipeline, version, tags, run_id, source, cache_dir=folder)
 
-    def _prepare(self, pipeline, version: str, tags: dict, run_id: str, source: str):
-        """The pipeline ready to serve: fast path compiled and checked, warmed up."""
+    def _prepare(
+        self,
+        pipeline,
+        version: str,
+        tags: dict,
+        run_id: str,
+        source: str,
+        cache_dir: Path | None = None,
+    ):
+        """The pipeline ready to serve: predictor compiled (its ONNX file kept in
+        `cache_dir`, the version's folder) and checked, warmed up."""
         examples = [schema.validate_record(EXAMPLE), schema.validate_record(EXAMPLE_2)]
-        predictor, note = compile_predictor(pipeline, extra=examples)
-        predictor.predict_one(examples[0])  # warm up before the first request
+        predictor, note = compile_predictor(
+            pipeline, extra=examples, prefer=self.settings.serve_predictor, cache_dir=cache_dir
+        )
+        predictor.classify_one(examples[0])  # warm up before the first request
         return ServedModel(
             name=self.name,
             alias=self.alias,
@@ -322,8 +334,8 @@ class ModelHolder:
             source=source,
             loaded_at=now(),
             predictor=predictor,
-            fast_path_note=note,
-            answers=answers_for(version),
+            predictor_note=note,
+            answers=Answers(version),
         )
 
     def _swap(self, served: ServedModel, seconds: float) -> None:
@@ -338,7 +350,7 @@ class ModelHolder:
                 "previous_version": previous.version if previous else None,
                 "source": served.source,
                 "predictor": served.predictor.kind,
-                "fast_path_note": served.fast_path_note,
+                "predictor_note": served.predictor_note,
                 "load_seconds": round(seconds, 3),
             },
         )

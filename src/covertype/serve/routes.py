@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 
+from covertype.schema import FEATURES
+from covertype.serve.explain import NotExplainable, explain
 from covertype.serve.metrics import Metrics
 from covertype.serve.model import ModelHolder
 from covertype.serve.predlog import answered
@@ -32,7 +34,15 @@ from covertype.serve.records import (
     problems,
     problems_body,
 )
-from covertype.serve.shapes import Detail, Health, ModelInfo, Prediction, Problems, Readiness
+from covertype.serve.shapes import (
+    Detail,
+    Explanation,
+    Health,
+    ModelInfo,
+    Prediction,
+    Problems,
+    Readiness,
+)
 from covertype.settings import Settings
 
 BATCH_IN_THREAD = 64  # batches at least this big predict off the event loop
@@ -131,10 +141,33 @@ async def predict(
     if served is None:
         return unavailable(holder)
     features = record.__dict__
-    label = served.predictor.predict_one(features)
+    label, proba = served.predictor.classify_one(features)
     metrics.count_prediction(served.version, label)
     answered((features,), (label,), served.version)
-    return Response(served.answers[label], media_type="application/json")
+    return Response(served.answers.one(label, proba), media_type="application/json")
+
+
+@router.post(
+    "/predict/explain",
+    response_model=Explanation,
+    responses=INVALID
+    | UNAVAILABLE
+    | {501: {"model": Detail, "description": "The served model's family has no explanations"}},
+    summary="Predict one record and say which of its fields weighed most (SHAP values)",
+)
+async def predict_explain(
+    record: Annotated[Record, Body(openapi_examples=ONE_EXAMPLE)],
+    holder: HolderDep,
+    top: Annotated[int, Query(ge=1, le=len(FEATURES), description="contributions shown")] = 5,
+) -> Any:
+    served = holder.current
+    if served is None:
+        return unavailable(holder)
+    family = served.tags.get("family")
+    try:
+        return explain(served.predictor, family, record.__dict__, served.version, top)
+    except NotExplainable as error:
+        return JSONResponse(Detail(detail=str(error)).model_dump(), status_code=501)
 
 
 @router.post(
@@ -160,13 +193,12 @@ async def predict_batch(
         return unavailable(holder)
     rows = [record.__dict__ for record in records]
     if len(rows) >= BATCH_IN_THREAD:
-        labels = await run_in_threadpool(served.predictor.predict_many, rows)
+        labels, proba = await run_in_threadpool(served.predictor.classify_many, rows)
     else:
-        labels = served.predictor.predict_many(rows)
+        labels, proba = served.predictor.classify_many(rows)
     metrics.count_predictions(served.version, labels)
     answered(rows, labels, served.version)
-    answer = b"[" + b",".join(served.answers[label] for label in labels) + b"]"
-    return Response(answer, media_type="application/json")
+    return Response(served.answers.many(labels, proba), media_type="application/json")
 
 
 @router.get("/health", response_model=Health, summary="The process is alive")

@@ -3,6 +3,7 @@ each turned into its response shape (`shapes`) by one method."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,8 +32,8 @@ class ServedModel:
     source: str  # FROM_REGISTRY, FROM_CACHE or FROM_MEMORY
     loaded_at: str
     predictor: Predictor
-    fast_path_note: str | None  # why the pipeline serves instead of the fast path
-    answers: dict[int, bytes] = field(repr=False)  # the JSON answer for each class
+    predictor_note: str | None  # why a faster predictor does not serve
+    answers: Answers = field(repr=False)
 
     @property
     def uri(self) -> str:
@@ -64,19 +65,38 @@ class ServedModel:
             trained_at=tags.get("trained_at"),
             gate_decision=tags.get("gate.decision"),
             predictor=self.predictor.kind,
-            fast_path_note=self.fast_path_note,
+            predictor_note=self.predictor_note,
+            fast_path_note=self.predictor_note if self.predictor.kind == "pipeline" else None,
             registry=registry,
         )
 
 
-def answers_for(version: str) -> dict[int, bytes]:
-    """The /predict answer for each class, encoded once per loaded version."""
-    return {
-        k: Prediction(cover_type=k, cover_type_name=name, model_version=version)
-        .model_dump_json()
-        .encode()
-        for k, name in enumerate(schema.COVER_TYPE_NAMES)
-    }
+class Answers:
+    """The /predict answer's JSON, written by hand from parts encoded once per version
+    (pydantic would cost more than the model): `Prediction`'s fields, in its order."""
+
+    def __init__(self, version: str):
+        self.heads = [
+            Prediction(cover_type=k, cover_type_name=name, model_version=version)
+            .model_dump_json(exclude={"probabilities"})
+            .encode()[:-1]
+            + b',"probabilities":'
+            for k, name in enumerate(schema.COVER_TYPE_NAMES)
+        ]
+        self.keys = [json.dumps(name) + ":" for name in schema.COVER_TYPE_NAMES]
+
+    def probabilities(self, proba) -> str:
+        if proba is None:
+            return "null"
+        pairs = zip(self.keys, proba.tolist(), strict=True)
+        return "{" + ",".join([key + repr(p) for key, p in pairs]) + "}"
+
+    def one(self, label: int, proba) -> bytes:
+        return self.heads[label] + self.probabilities(proba).encode() + b"}"
+
+    def many(self, labels: list[int], proba) -> bytes:
+        rows = [None] * len(labels) if proba is None else proba
+        return b"[" + b",".join([self.one(k, p) for k, p in zip(labels, rows, strict=True)]) + b"]"
 
 
 @dataclass

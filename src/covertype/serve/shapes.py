@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 
 from covertype import schema
 
+PROBABILITIES_EXAMPLE = (0.962, 0.031, 0.0, 0.0, 0.001, 0.0, 0.006)
+
 
 class Prediction(BaseModel):
     cover_type: int = Field(ge=0, le=len(schema.COVER_TYPE_NAMES) - 1, examples=[0])
@@ -20,6 +22,31 @@ class Prediction(BaseModel):
         examples=["Spruce/Fir"]
     )
     model_version: str = Field(description="registry version that made this prediction")
+    probabilities: dict[str, float] | None = Field(
+        None,
+        description="each class name's probability (they sum to 1); null for a model "
+        "without probabilities (the svm family's LinearSVC)",
+        examples=[dict(zip(schema.COVER_TYPE_NAMES, PROBABILITIES_EXAMPLE, strict=True))],
+    )
+
+
+class Contribution(BaseModel):
+    field: str = Field(examples=["Elevation"])
+    value: int | str = Field(description="the record's value of the field", examples=[3156])
+    contribution: float = Field(
+        description="the field's SHAP value: what it adds to the class's raw score (log-odds)",
+        examples=[1.93],
+    )
+    text: str = Field(examples=["Elevation +1.93"])
+
+
+class Explanation(Prediction):
+    explained_class: str = Field(description="the class explained: the predicted one")
+    base_value: float = Field(description="the class's raw score before any field (its mean)")
+    contributions: list[Contribution] = Field(
+        description="the largest contributions, by size, summed over the encoded and derived "
+        "columns back to the 12 input fields (a derived feature split evenly over its fields)"
+    )
 
 
 class Problem(BaseModel):
@@ -86,6 +113,10 @@ class ModelInfo(ModelSummary):
     trained_batches: str | None
     trained_at: str | None
     gate_decision: str | None
-    predictor: str
+    predictor: str = Field(
+        description="onnx (NumPy encoder + ONNX Runtime's trees), fast (NumPy encoder + the "
+        "model's own trees) or pipeline (the logged pipeline on a DataFrame)"
+    )
+    predictor_note: str | None = Field(description="why a faster predictor does not serve")
     fast_path_note: str | None
     registry: RegistryStatus
