@@ -10,13 +10,16 @@ wrk (a C load generator; Locust would compete for the 2 cores) for `--duration` 
   (a) bare FastAPI: validate the record with a plain pydantic model, return a constant
       (`async def`, same uvicorn, no access log): the web stack's ceiling;
   (b) `mlflow models serve` of the same registered version (`--env-manager local`);
-  (c) `covertype serve`, our /predict, with the settings' defaults (access log of
+  (c) `covertype serve`, our /predict, on the previous path (COVERTYPE_SERVE_PREDICTOR=fast:
+      NumPy encoder + LightGBM's booster), otherwise the settings' defaults (access log of
       4xx/5xx answers only; `--access-log all` logs every request; the prediction log on,
       into a SQLite data DB);
-  (c0) the same with COVERTYPE_PREDICTION_LOG=off: (c) must keep ≥ 90% of its req/s.
-`--servers c,c0` measures only some of them; `--rounds 3` measures them three times,
-interleaved, and checks each one's median (a shared machine's noise between two runs of the
-same server was ±15% here, more than the log costs).
+  (c0) the same with COVERTYPE_PREDICTION_LOG=off: (c) must keep ≥ 90% of its req/s;
+  (d) `covertype serve` with every default: the served path (ONNX Runtime's trees).
+(c) and (d) are also loaded with /predict/batch of 1,000 records at 2 connections
+(`--batch-seconds`), in rows/s. `--servers c,c0` measures only some of them; `--rounds 3`
+measures them three times, interleaved, and checks each one's median (a shared machine's
+noise between two runs of the same server was ±15% here, more than the log costs).
 
 The model: a scratch MLflow server and data DB in a temporary folder, `--rows` real rows
 (COVERTYPE_SOURCE_DATA) stored through ingest, one LightGBM version trained by
@@ -28,7 +31,8 @@ path, the booster alone, the logged pipeline on a one-row DataFrame).
 
 Targets at 8 connections, same workers for every server (`--workers`, default one per
 core): (c) ≥ 10× (b)'s requests/s; (c) p99 ≤ 10 ms; (c) ≥ 70% of the model's limit
-1 / (1/(a)'s req/s + predict time / workers). Other load on the machine shows: the report
+1 / (1/(a)'s req/s + predict time / workers); (d) ≥ 50% of (a)'s req/s, (d) p99 ≤ 5 ms,
+(d)'s batch rows/s ≥ 4× (c)'s. Other load on the machine shows: the report
 prints the load average before and after, and `--state` makes a rerun cheap.
 """
 
@@ -121,6 +125,17 @@ class Server(processes.Server):
 
 
 @dataclass
+class InProcess:
+    """Median one-row µs: (c)'s path and model, (d)'s path and model, the pipeline."""
+
+    ours: float
+    model: float
+    new: float
+    new_model: float
+    pipeline: float
+
+
+@dataclass
 class Point:
     server: str
     connections: int
@@ -151,6 +166,23 @@ def wrk(url: str, path: str, bodies: list[str], connections: int, seconds: int, 
         float(p99) / 1000,
         int(socket_errors) + int(status_errors),
     )
+
+
+def batch_records(frame, k: int) -> list[dict]:
+    """The k-th 1,000 real rows before the single-row bodies, as records."""
+    rows = frame.iloc[-BODIES - (k + 1) * 1000 : -BODIES - k * 1000]
+    return [
+        {name: (int(v) if name in schema.NUMERIC else str(v)) for name, v in row.items()}
+        for row in rows[list(schema.FEATURES)].to_dict("records")
+    ]
+
+
+def measure_batch(server: Server, bodies: list[str], args, tmp: Path) -> Point:
+    """/predict/batch of 1,000 records at 2 connections: rows/s in `rps`."""
+    wrk(server.url, "/predict/batch", bodies, 2, 3, tmp)  # warm-up
+    rps, p50, p99, errors = wrk(server.url, "/predict/batch", bodies, 2, args.batch_seconds, tmp)
+    say(f"{server.name}: batch of 1,000: {rps * 1000:,.0f} rows/s, p50 {p50:.0f} ms")
+    return Point(server.name, 2, rps * 1000, p50, p99, errors)
 
 
 def measure(server: Server, path: str, bodies: list[str], args, tmp: Path) -> list[Point]:
@@ -216,7 +248,7 @@ def in_process(tracking_uri: str, name: str, version: str, records: list[dict], 
     import mlflow.artifacts
     from threadpoolctl import threadpool_limits
 
-    from covertype.serve.fast import FastPredictor, records_frame
+    from covertype.serve.fast import FastPredictor, compile_predictor, records_frame
     from covertype.serve.model import load_pipeline
 
     threadpool_limits(1)
@@ -241,10 +273,15 @@ def in_process(tracking_uri: str, name: str, version: str, records: list[dict], 
             times.append(time.perf_counter() - started)
         return statistics.median(times) * 1e6
 
+    served, note = compile_predictor(pipeline)
+    say(f"served predictor: {served.kind} ({note or 'no note'})")
     for i in range(50):  # warm caches
-        fast.predict_one(records[i % len(records)])
-    ours = median_us(lambda i: fast.predict_one(records[i]), 2000)
-    model = median_us(lambda i: fast.model.predict(matrices[i]), 2000)
+        fast.classify_one(records[i % len(records)])
+        served.classify_one(records[i % len(records)])
+    ours = median_us(lambda i: fast.classify_one(records[i]), 2000)
+    model = median_us(lambda i: fast.model.predict_proba(matrices[i]), 2000)
+    new = median_us(lambda i: served.classify_one(records[i]), 2000)
+    new_model = median_us(lambda i: served.model.predict_proba(matrices[i]), 2000)
     whole = median_us(lambda i: pipeline.predict(frames[i]), 300)
     estimator = pipeline.steps[-1][1]
     if hasattr(estimator, "booster_"):
@@ -253,7 +290,8 @@ def in_process(tracking_uri: str, name: str, version: str, records: list[dict], 
         size = f", {len(estimator.estimators_)} trees"
     else:
         size = ""
-    return ours, model, whole, type(estimator).__name__ + size
+    kind = f"{type(estimator).__name__}{size}; (d) predictor {served.kind}"
+    return InProcess(ours, model, new, new_model, whole), kind
 
 
 # ---------------------------------------------------------------- main
@@ -273,9 +311,12 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=30, help="seconds measured per point")
     parser.add_argument("--warmup", type=int, default=10, help="seconds of warm-up per server")
+    parser.add_argument(
+        "--batch-seconds", type=int, default=10, help="seconds of /predict/batch load"
+    )
     parser.add_argument("--connections", default="1,8,32", help="comma-separated")
     parser.add_argument(
-        "--servers", default="a,b,c,c0", help="which of (a), (b), (c), (c0) to measure"
+        "--servers", default="a,b,c,c0,d", help="which of (a), (b), (c), (c0), (d) to measure"
     )
     parser.add_argument("--rows", type=int, default=90_000, help="rows stored to train on")
     parser.add_argument("--tracking-uri", help="benchmark an existing version instead")
@@ -315,8 +356,9 @@ def main() -> None:
         uri, name, version, scratch = prepare_model(args, tmp, frame)
         if scratch:
             servers.append(scratch)
-        ours_us, model_us, pipeline_us, model_kind = in_process(uri, name, version, records, tmp)
-        say(f"in-process one-row predict: ours {ours_us:.0f} µs, model {model_us:.0f} µs")
+        timing, model_kind = in_process(uri, name, version, records, tmp)
+        say(f"in-process one-row: (c) {timing.ours:.0f} µs, (d) {timing.new:.0f} µs")
+        batch_bodies = [json.dumps(batch_records(frame, k)) for k in range(3)]
 
         w = str(args.workers)
         common = {"MLFLOW_TRACKING_URI": uri}
@@ -341,6 +383,7 @@ def main() -> None:
                     "COVERTYPE_MODEL_NAME": name,
                     "COVERTYPE_MODEL_ALIAS": "champion",
                     "COVERTYPE_SERVE_WORKERS": w,
+                    "COVERTYPE_SERVE_PREDICTOR": "fast",
                 },
                 "/ready", "/predict", ours_bodies,
             ),
@@ -353,6 +396,18 @@ def main() -> None:
                     "COVERTYPE_MODEL_ALIAS": "champion",
                     "COVERTYPE_SERVE_WORKERS": w,
                     "COVERTYPE_PREDICTION_LOG": "off",
+                    "COVERTYPE_SERVE_PREDICTOR": "fast",
+                },
+                "/ready", "/predict", ours_bodies,
+            ),
+            (
+                "(d) covertype serve /predict, served path",
+                [str(BIN / "covertype"), "serve"],
+                common | {
+                    "COVERTYPE_HOME": str(tmp / "serve-home-d"),
+                    "COVERTYPE_MODEL_NAME": name,
+                    "COVERTYPE_MODEL_ALIAS": "champion",
+                    "COVERTYPE_SERVE_WORKERS": w,
                 },
                 "/ready", "/predict", ours_bodies,
             ),
@@ -365,17 +420,23 @@ def main() -> None:
 
             alias = "bench-" + uuid.uuid4().hex[:6]
             MlflowClient(uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
-            runs[2][2]["COVERTYPE_MODEL_ALIAS"] = alias
-            runs[3][2]["COVERTYPE_MODEL_ALIAS"] = alias
+            for run in runs[2:]:
+                run[2]["COVERTYPE_MODEL_ALIAS"] = alias
         points: list[Point] = []
+        batches: list[Point] = []  # rps in rows/s
+        ready_s: dict[str, list[float]] = {}
         chosen = [run for run in runs if run[0].split()[0] in wanted]
         for label, command, env, ready, path, bodies in chosen * args.rounds:
             port = free_port()
             server = Server(label, [*command, "--port", str(port)], env, tmp / f"{port}.log", port)
             servers.append(server)
+            started = time.perf_counter()
             server.start(ready)
+            ready_s.setdefault(label.split()[0], []).append(time.perf_counter() - started)
             try:
                 points += measure(server, path, bodies, args, tmp)
+                if label.split()[0] in ("(c)", "(d)"):
+                    batches.append(measure_batch(server, batch_bodies, args, tmp))
             finally:
                 server.stop()
     finally:
@@ -383,10 +444,11 @@ def main() -> None:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report(points, args, ours_us, model_us, pipeline_us, model_kind, load_before, version)
+    report(points, batches, ready_s, args, timing, model_kind, load_before, version)
 
 
-def report(points, args, ours_us, model_us, pipeline_us, model_kind, load_before, version):
+def report(points, batches, ready_s, args, timing, model_kind, load_before, version):
+    ours_us = timing.ours
     load_after = os.getloadavg()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0]
     print()
@@ -406,10 +468,22 @@ def report(points, args, ours_us, model_us, pipeline_us, model_kind, load_before
             f"{p.p99_ms:.2f} | {p.errors} |"
         )
     print()
+    if batches:
+        print("| server | /predict/batch of 1,000, 2 conns: rows/s | p50 ms | p99 ms | errors |")
+        print("|---|---:|---:|---:|---:|")
+        for p in batches:
+            print(f"| {p.server} | {p.rps:,.0f} | {p.p50_ms:.0f} | {p.p99_ms:.0f} | {p.errors} |")
+        print()
     print(
-        f"In-process one-row predict (median of 2,000 calls): ours, record → class "
-        f"{ours_us:.0f} µs; the model alone (booster on a ready row) {model_us:.0f} µs; "
-        f"the logged pipeline on a one-row DataFrame {pipeline_us / 1000:.2f} ms."
+        "Seconds from start to /ready (model load, ONNX conversion on (d)'s first start): "
+        + "; ".join(f"{k} " + ", ".join(f"{t:.1f}" for t in ts) for k, ts in ready_s.items())
+    )
+    print(
+        f"In-process one-row predict (median of 2,000 calls), record → class and "
+        f"probabilities: (c) {timing.ours:.0f} µs, its model alone (booster on a ready row) "
+        f"{timing.model:.0f} µs; (d) {timing.new:.0f} µs, its model alone "
+        f"{timing.new_model:.0f} µs; the logged pipeline on a one-row DataFrame "
+        f"{timing.pipeline / 1000:.2f} ms."
     )
     # Per server, its median point at 8 connections over the rounds.
     by_server: dict[str, list[Point]] = {}
@@ -441,6 +515,21 @@ def report(points, args, ours_us, model_us, pipeline_us, model_kind, load_before
             c.rps >= 0.7 * limit,
         ),
     ]
+    if "(d)" in at8:
+        d = at8["(d)"]
+        checks += [
+            (f"(d) = {d.rps / a.rps:.0%} of (a)'s req/s", "≥ 50%", d.rps >= 0.5 * a.rps),
+            (f"(d) p99 = {d.p99_ms:.2f} ms", "≤ 5 ms", d.p99_ms <= 5),
+        ]
+    rows = {}
+    for p in batches:
+        rows.setdefault(p.server.split()[0], []).append(p.rps)
+    if {"(c)", "(d)"} <= set(rows):
+        old, new = (statistics.median(rows[k]) for k in ("(c)", "(d)"))
+        checks.append(
+            (f"(d) batch {new:,.0f} rows/s = {new / old:.1f}× (c)'s {old:,.0f}", "≥ 4×",
+             new >= 4 * old)
+        )  # fmt: skip
     print()
     print("Targets at 8 connections:")
     for text, target, ok in checks:

@@ -124,12 +124,13 @@ async def invalid(request: Request, error: RequestValidationError) -> JSONRespon
 router = APIRouter()
 
 
+UNREADABLE = {400: {"model": Detail, "description": "The body cannot be read (not UTF-8)"}}
+
+
 @router.post(
     "/predict",
     response_model=Prediction,
-    responses=INVALID
-    | UNAVAILABLE
-    | {400: {"model": Detail, "description": "The body cannot be read (not UTF-8)"}},
+    responses=INVALID | UNAVAILABLE | UNREADABLE,
     summary="Predict the cover type of one record",
 )
 async def predict(
@@ -152,6 +153,7 @@ async def predict(
     response_model=Explanation,
     responses=INVALID
     | UNAVAILABLE
+    | UNREADABLE
     | {501: {"model": Detail, "description": "The served model's family has no explanations"}},
     summary="Predict one record and say which of its fields weighed most (SHAP values)",
 )

@@ -114,8 +114,9 @@ class ModelInfo(ModelSummary):
     trained_at: str | None
     gate_decision: str | None
     predictor: str = Field(
-        description="onnx (NumPy encoder + ONNX Runtime's trees), fast (NumPy encoder + the "
-        "model's own trees) or pipeline (the logged pipeline on a DataFrame)"
+        description="onnx (NumPy encoder; LightGBM's single-row C API, ONNX Runtime's trees "
+        "for batches), fast (NumPy encoder + the model's own trees) or pipeline (the logged "
+        "pipeline on a DataFrame)"
     )
     predictor_note: str | None = Field(description="why a faster predictor does not serve")
     fast_path_note: str | None
