@@ -164,6 +164,20 @@ def predict_tab(settings: Settings) -> None:
             f"**{answer['cover_type_name']}** — class {answer['cover_type']}, "
             f"model version {answer['model_version']}"
         )
+        if answer.get("probabilities"):  # a model without them (svm) answers null
+            chances = pd.DataFrame(
+                {"probability": answer["probabilities"].values()},
+                index=pd.Index(list(answer["probabilities"]), name="class"),
+            )
+            st.bar_chart(chances, horizontal=True, y_label="", x_label="probability")
+        try:
+            why = call(settings, "POST", "/predict/explain", json=record)
+            st.markdown(
+                f"**Why {why['explained_class']}** (SHAP, log-odds): "
+                + " · ".join(c["text"] for c in why["contributions"])
+            )
+        except ApiError as error:  # e.g. 501: the family has no explanations
+            st.caption(str(error))
 
 
 def batch_tab(settings: Settings) -> None:

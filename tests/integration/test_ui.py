@@ -48,6 +48,10 @@ def test_predicting_shows_the_class_name_number_and_model_version(page, champion
     assert len(names) == 1
     number = schema.COVER_TYPE_NAMES.index(names[0])
     assert answer.value == (f"**{names[0]}** — class {number}, model version {champion['version']}")
+    assert len(page.get("vega_lite_chart")) == 1  # the probabilities' bar chart
+    [why] = [m.value for m in page.markdown if m.value.startswith("**Why ")]
+    assert why.startswith(f"**Why {names[0]}** (SHAP, log-odds): ")
+    assert len(why.split(" · ")) == 5 and "Elevation " in why
 
 
 def test_a_csv_batch_predicts_valid_rows_and_reports_invalid_ones(page, real_frame, champion):
