@@ -69,7 +69,12 @@ def onnx_trees(model, n_features: int, cache_dir: Path | None = None) -> OnnxTre
     import onnxmltools
 
     path = cache_dir / f"lightgbm-onnxmltools-{onnxmltools.__version__}.onnx"
-    with open(cache_dir / ".onnx.lock", "w") as lock:
+    try:
+        lock = open(cache_dir / ".onnx.lock", "w")  # noqa: SIM115 (closed by `with` below)
+    except OSError as error:  # a read-only model folder: convert in memory, every start
+        log.warning("ONNX file not cached", extra={"folder": str(cache_dir), "error": str(error)})
+        return OnnxTrees(convert(model, n_features), n_features)
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.is_file():
             data = convert(model, n_features)
