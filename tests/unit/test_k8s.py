@@ -29,7 +29,6 @@ from tests.deploy_files import (
     served_paths,
 )
 
-
 # Deployments of pinned upstream images, and the health endpoints their documentation gives.
 THIRD_PARTY = {"prometheus": {"/-/ready", "/-/healthy"}, "grafana": {"/api/health"}}
 

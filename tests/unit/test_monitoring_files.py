@@ -65,9 +65,7 @@ def test_promtool_accepts_the_local_stacks_config(tmp_path):
 
 
 def test_every_deployment_scrapes_the_same_jobs(tmp_path):
-    local_jobs = {
-        c["job_name"] for c in local.config(Settings(_env_file=None))["scrape_configs"]
-    }
+    local_jobs = {c["job_name"] for c in local.config(Settings(_env_file=None))["scrape_configs"]}
     for name in ("compose.yml", "k8s.yml"):
         jobs = {c["job_name"] for c in load_yaml(PROMETHEUS / name)["scrape_configs"]}
         assert jobs == local_jobs, name
