@@ -6,6 +6,7 @@ sentence for the page when its source cannot answer, so the tab shows the rest."
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -17,18 +18,31 @@ class Unavailable(Exception):
     """A source of the tab did not answer; the message says which and why."""
 
 
-def _data_db(settings: Settings, what: str):
+def _rows(settings: Settings, what: str, query) -> list:
+    """The rows of a select on the data DB; none where the DB or its table does not exist
+    yet (nothing collected), Unavailable where the DB does not answer. Read-only: the UI
+    creates neither files nor tables."""
+    import sqlalchemy as sa
+
     from covertype import db
 
+    url = sa.engine.make_url(settings.data_db)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return []
+    engine = db.make_engine(settings.data_db)
     try:
-        engine = db.make_engine(settings.data_db)
-        db.create_tables(engine)  # a fresh stack: the tables are empty, not missing
-        return engine
+        table = query.get_final_froms()[0]
+        if not sa.inspect(engine).has_table(table.name):
+            return []
+        with engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
     except Exception as error:
         raise Unavailable(
             f"{what} come from the data DB ({db_name(settings)}), which did not answer "
             f"({type(error).__name__})."
         ) from None
+    finally:
+        engine.dispose()
 
 
 def db_name(settings: Settings) -> str:
@@ -43,15 +57,9 @@ def batches(settings: Settings) -> pd.DataFrame:
 
     from covertype import db
 
-    engine = _data_db(settings, "Rows per batch")
-    try:
-        with engine.connect() as conn:
-            query = sa.select(db.cover_type.c.batch_number, sa.func.count().label("rows"))
-            rows = conn.execute(query.group_by(db.cover_type.c.batch_number)).all()
-    except Exception as error:
-        raise Unavailable(f"Rows per batch could not be read ({type(error).__name__}).") from None
-    finally:
-        engine.dispose()
+    column = db.cover_type.c.batch_number
+    query = sa.select(column, sa.func.count().label("rows")).group_by(column)
+    rows = _rows(settings, "Rows per batch", query)
     frame = pd.DataFrame(rows, columns=["batch_number", "rows"]).astype(int)
     return frame.sort_values("batch_number", ignore_index=True)
 
@@ -69,20 +77,13 @@ def batch_drift(settings: Settings) -> pd.DataFrame:
 
     from covertype import db
 
-    engine = _data_db(settings, "Drift reports")
     table = db.drift_reports
-    try:
-        with engine.connect() as conn:
-            query = sa.select(*(table.c[c] for c in DRIFT_COLUMNS), table.c.id).where(
-                table.c.kind == "batch",
-                table.c.model_name == settings.model_name,
-                table.c.computed.is_(True),
-            )
-            rows = conn.execute(query.order_by(table.c.id)).mappings().all()
-    except Exception as error:
-        raise Unavailable(f"Drift reports could not be read ({type(error).__name__}).") from None
-    finally:
-        engine.dispose()
+    query = sa.select(*(table.c[c] for c in DRIFT_COLUMNS), table.c.id).where(
+        table.c.kind == "batch",
+        table.c.model_name == settings.model_name,
+        table.c.computed.is_(True),
+    )
+    rows = _rows(settings, "Drift reports", query.order_by(table.c.id))
     frame = pd.DataFrame(rows, columns=[*DRIFT_COLUMNS, "id"])
     frame = frame.drop_duplicates("batch_number", keep="last").drop(columns="id")
     return frame.sort_values("batch_number", ignore_index=True)
