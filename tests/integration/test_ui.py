@@ -1,5 +1,6 @@
 """The Streamlit UI against a real inference API serving a real model."""
 
+import functools
 import http.server
 import threading
 
@@ -148,7 +149,8 @@ def test_links_are_built_from_the_settings_for_the_services_this_deployment_runs
 
 
 def test_the_locust_link_shows_while_a_locust_web_ui_answers(monkeypatch, tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:  # any HTTP answer under 500 counts as up (Locust's is its login page)
@@ -183,12 +185,18 @@ def test_the_monitoring_tab_says_what_is_missing_without_a_champion_or_mlflow(
     assert any(i.startswith("No drift report yet") for i in infos)
 
 
-def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(page, champion):
-    tab = page.tabs[3]
-    assert not page.exception
+def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(
+    monkeypatch, tmp_path, mlflow_server, champion
+):
+    monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("COVERTYPE_MODEL_NAME", champion["model_name"])
+    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app.run()
+    assert not app.exception
+    tab = app.tabs[3]
     assert not [w.value for w in tab.warning if "MLflow" in w.value]
-    charts = tab.get("arrow_vega_lite_chart")
-    assert charts  # the champion history
+    assert tab.get("vega_lite_chart")  # the champion history
     assert any(f"v{champion['version']} lightgbm" in c.value for c in tab.caption)
 
 
