@@ -281,18 +281,18 @@ def monitoring_tab(settings: Settings) -> None:
     """The data, the models and the traffic, each from its own source: a source that does
     not answer is a message, the rest is drawn."""
     left, right = st.columns(2)
-    drift = _show(left, overview.batch_drift, settings)
-    batches = _show(right, overview.batches, settings)
+    batches = _show(left, overview.batches, settings)
+    drift = _show(right, overview.batch_drift, settings)
     if batches is not None:
         if batches.empty:
-            right.info("No batch collected yet: the collection DAG stores one per window.")
+            left.info("No batch collected yet: the collection DAG stores one per window.")
         else:
-            right.altair_chart(charts.rows_per_batch(batches), width="stretch")
+            left.altair_chart(charts.rows_per_batch(batches), width="stretch")
     if drift is not None:
         if drift.empty:
-            left.info("No drift report yet: each collected batch gets one once a champion exists.")
+            right.info("No drift report yet: each collected batch gets one once a champion exists.")
         else:
-            left.altair_chart(charts.drift_share(drift), width="stretch")
+            right.altair_chart(charts.drift_share(drift), width="stretch")
 
     left, right = st.columns(2)
     history = _show(left, overview.champion_history, settings)

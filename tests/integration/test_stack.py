@@ -421,8 +421,8 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
         tabs = WebDriverWait(browser, 60).until(
             lambda b: [
                 t
-                for t in b.find_elements(By.CSS_SELECTOR, "button[role=tab]")
-                if t.text == "Monitoring"
+                for t in b.find_elements(By.CSS_SELECTOR, "[role=tab]")
+                if t.text.strip() == "Monitoring"
             ]
         )
         [tab] = tabs

@@ -53,9 +53,7 @@ def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
             y="mean(threshold):Q", tooltip=[alt.Tooltip("mean(threshold):Q", title="threshold")]
         )
     )
-    return alt.layer(
-        bars, line, title="Drift share per batch (dashed: the dataset-drift threshold)"
-    )
+    return alt.layer(bars, line, title="Drift share per batch (dashed: drift threshold)")
 
 
 def champion_history(frame: pd.DataFrame) -> alt.LayerChart:
@@ -89,16 +87,14 @@ def champion_history(frame: pd.DataFrame) -> alt.LayerChart:
         size=420, color="black", strokeWidth=2
     )
     labels = base.mark_text(dy=-16).encode(text="now:N")
-    return alt.layer(
-        points, ring, labels, title="Champion history: every version and the gate's decision"
-    )
+    return alt.layer(points, ring, labels, title="Champion history: holdout macro F1 per version")
 
 
 def accuracy_before_after(frame: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(
             frame,
-            title="Accuracy per batch: the champion as the batch arrived, and after retraining",
+            title="Accuracy per batch, before and after retraining",
         )
         .mark_bar()
         .encode(
