@@ -317,7 +317,7 @@ def monitoring_tab(settings: Settings) -> None:
     traffic = _show(st, overview.traffic, settings)
     if traffic is not None:
         if traffic.empty:
-            st.info("No request reached the inference API in the last 15 minutes.")
+            st.info("No prediction reached the inference API in the last 15 minutes.")
         else:
             columns = st.columns(len(overview.TRAFFIC_QUERIES))
             for column, measure in zip(columns, overview.TRAFFIC_QUERIES, strict=True):

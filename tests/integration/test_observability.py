@@ -16,7 +16,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import db
+from covertype.monitor import overview
 from covertype.serve import reports
+from covertype.settings import Settings
 from covertype.testing import REPO, ServerProcess, free_port, records_of, wait_for
 
 MONITORING = REPO / "deploy/monitoring"
@@ -177,6 +179,10 @@ def test_prometheus_scrapes_every_service_and_answers_every_panel(prometheus, ap
     ), empty
     [version] = query(prometheus, "max(covertype_model_version)")
     assert float(version["value"][1]) >= 1
+    # The UI's Monitoring tab asks the same Prometheus for its traffic charts.
+    drawn = overview.traffic(Settings(_env_file=None, prometheus_url=prometheus.url))
+    assert set(drawn["measure"]) == set(overview.TRAFFIC_QUERIES)
+    assert {"/predict", "/predict/batch"} <= set(drawn["endpoint"])
 
 
 def test_prometheus_loads_every_rule_and_fires_drift_from_a_stored_report(

@@ -115,7 +115,7 @@ def accuracy_before_after(frame: pd.DataFrame) -> alt.Chart:
 def traffic(frame: pd.DataFrame, measure: str) -> alt.Chart:
     data = frame[frame["measure"] == measure]
     return (
-        alt.Chart(data, title=f"{measure}, last minutes")
+        alt.Chart(data, title=f"{measure}, last 15 minutes")
         .mark_line(point=False)
         .encode(
             x=alt.X("time:T", title=None),

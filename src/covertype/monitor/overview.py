@@ -156,18 +156,20 @@ def accuracy_before_after(drift: pd.DataFrame, history: pd.DataFrame | None) -> 
     return frame.sort_values(["batch_number", "when"], ascending=[True, False], ignore_index=True)
 
 
+# What users wait for: the prediction endpoints (probes and scrapes are elsewhere, Grafana).
+_PREDICT = 'endpoint=~"/predict.*"'
 TRAFFIC_QUERIES = {
-    "requests/s": "sum by (endpoint) (rate(covertype_requests_total[1m]))",
+    "requests/s": f"sum by (endpoint) (rate(covertype_requests_total{{{_PREDICT}}}[1m]))",
     "p50 latency (ms)": "1000 * histogram_quantile(0.5, sum by (endpoint, le) "
-    "(rate(covertype_request_duration_seconds_bucket[1m])))",
+    f"(rate(covertype_request_duration_seconds_bucket{{{_PREDICT}}}[1m])))",
     "p99 latency (ms)": "1000 * histogram_quantile(0.99, sum by (endpoint, le) "
-    "(rate(covertype_request_duration_seconds_bucket[1m])))",
+    f"(rate(covertype_request_duration_seconds_bucket{{{_PREDICT}}}[1m])))",
 }
 
 
 def traffic(settings: Settings, minutes: int = 15, now: float | None = None) -> pd.DataFrame:
-    """The inference API's request rate and p50/p99 latency per endpoint over the last
-    minutes, from Prometheus (every replica's /metrics): time, endpoint, measure, value."""
+    """The inference API's request rate and p50/p99 latency per prediction endpoint over the
+    last minutes, from Prometheus (every replica's /metrics): time, endpoint, measure, value."""
     if not settings.prometheus_url:
         raise Unavailable(
             "Request rate and latency come from Prometheus, and this deployment has none "
