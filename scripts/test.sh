@@ -11,15 +11,19 @@ if [ -z "${COVERTYPE_SOURCE_DATA:-}" ] && [ -f "$shared" ]; then
   export COVERTYPE_SOURCE_DATA=$(realpath "$shared")
 fi
 
-# The UI test takes a screenshot in headless Chromium: Debian's chromium and chromium-driver.
-if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then
-  apt_install="apt-get install -y chromium chromium-driver"
+# Debian packages some tests need: chromium and chromium-driver (the UI screenshots),
+# prometheus (promtool checks the alert rules and configs; `covertype up` runs Prometheus).
+missing=()
+command -v chromium > /dev/null && command -v chromedriver > /dev/null \
+  || missing+=(chromium chromium-driver)
+command -v promtool > /dev/null && command -v prometheus > /dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
-    echo "test.sh: installing Debian's chromium and chromium-driver (UI screenshot test)" >&2
+    echo "test.sh: installing Debian's ${missing[*]}" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
   else
-    echo "test.sh: the UI screenshot test needs Chromium; install it with: sudo $apt_install" >&2
+    echo "test.sh: tests need ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
 fi

@@ -36,7 +36,10 @@ K8S = ROOT / "deploy/k8s"
 
 SETTINGS_ENV = {env_name(field): field for field in Settings.model_fields}
 # Ports the infrastructure services listen on (their images' defaults).
-INFRA_PORTS = {"mysql": 3306, "postgres": 5432, "redis": 6379, "minio": 9000}
+INFRA_PORTS = {
+    "mysql": 3306, "postgres": 5432, "redis": 6379, "minio": 9000, "prometheus": 9090,
+    "grafana": 3000,
+}  # fmt: skip
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY")
 # Checks run at once: each is a Python start-up, mostly CPU (Airflow's takes seconds).
 PARALLEL = max(2, os.cpu_count() or 1)
@@ -210,7 +213,8 @@ def k8s_objects() -> list[dict]:
     kustomization = load_yaml(K8S / "kustomization.yaml")
     objects = []
     for resource in kustomization["resources"]:
-        objects += load_all_yaml(K8S / resource)
+        if (K8S / resource).is_file():  # a folder is a kustomization of generated ConfigMaps
+            objects += load_all_yaml(K8S / resource)
     return objects
 
 

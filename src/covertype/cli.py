@@ -180,6 +180,18 @@ def mlflow(
     exec_server(get_settings(), host, port)
 
 
+@app.command()
+def prometheus():
+    """Run Prometheus (on PATH) scraping the local stack, with the platform's alert rules."""
+    from covertype.stack import prometheus as local
+
+    try:
+        local.exec_server(get_settings())
+    except local.NotInstalled as error:
+        typer.echo(f"covertype prometheus: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,

@@ -147,6 +147,26 @@ class Settings(BaseSettings):
         "127.0.0.1", description="host name the UI's links to the other services use"
     )
     minio_console_port: int = Field(8083, ge=1, le=65535)
+    ui_links: str = Field(
+        "api,mlflow,airflow",
+        pattern=r"^[a-z,]*$",
+        description="the services the UI links to (api, mlflow, airflow, minio, prometheus, "
+        "grafana); Locust's link shows while locust_url answers",
+    )
+    locust_url: str | None = Field(
+        None, description="where the UI checks that a Locust web run is up (unset: locust_host)"
+    )
+
+    # Prometheus (locally when its binary is on PATH) and Grafana (compose, k8s)
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    prometheus_url: str | None = Field(
+        None, description="the Prometheus the UI queries for request rate and latency"
+    )
+    prometheus_scrape_seconds: float = Field(
+        10.0, gt=0, description="the local Prometheus' scrape and rule interval"
+    )
+    grafana_port: int = Field(3000, ge=1, le=65535)
 
     # Airflow
     airflow_host: str = "127.0.0.1"

@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from covertype import dataset, schema
 from covertype.settings import Settings
@@ -154,6 +157,31 @@ def parse_group(value: str | None) -> int:
     return group
 
 
+class _GroupStates:
+    """Each group's batch at scrape time, from the state store (so right after a restart too)."""
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+
+    def collect(self):
+        batch = GaugeMetricFamily(
+            "covertype_source_batch",
+            "Current batch of each group that has started",
+            labels=["group_number"],
+        )
+        exhausted = GaugeMetricFamily(
+            "covertype_source_exhausted",
+            "1 once the group's last batch window has passed (all data was collected)",
+            labels=["group_number"],
+        )
+        store = getattr(self.app.state, "store", None)  # None until the lifespan ran
+        for group, state in (store.all() if store else {}).items():
+            batch.add_metric([str(group)], state.batch_number)
+            exhausted.add_metric([str(group)], 1 if state.exhausted else 0)
+        yield batch
+        yield exhausted
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -173,11 +201,20 @@ def create_app(settings: Settings) -> FastAPI:
         )
         yield
 
+    registry = CollectorRegistry()
+    rows_served = Counter(
+        "covertype_source_rows_served",
+        "Rows answered by /data, by group",
+        ["group_number"],
+        registry=registry,
+    )
+
     app = FastAPI(
         title="covertype source API",
         description="Covertype rows in 10 batches rotating every COVERTYPE_BATCH_SECONDS.",
         lifespan=lifespan,
     )
+    registry.register(_GroupStates(app))
 
     @app.get("/")
     def root(request: Request) -> dict:
@@ -199,7 +236,11 @@ def create_app(settings: Settings) -> FastAPI:
                 g: {"batch_number": s.batch_number, "exhausted": s.exhausted}
                 for g, s in state.store.all().items()
             },
-            "endpoints": ["/data?group_number=G", "/restart_data_generation?group_number=G"],
+            "endpoints": [
+                "/data?group_number=G",
+                "/restart_data_generation?group_number=G",
+                "/metrics",
+            ],
         }
 
     @app.get("/data")
@@ -211,11 +252,17 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(400, EXHAUSTED_DETAIL.format(group=group, batches=BATCHES))
         picked = call_rows(state.batches[current.batch_number - 1], np.random.default_rng())
         rows = dataset.to_course_rows(state.frame.iloc[picked])
+        rows_served.labels(str(group)).inc(len(rows))
         log.info(
             "data served",
             extra={"group_number": group, "batch_number": current.batch_number, "rows": len(rows)},
         )
         return {"group_number": group, "batch_number": current.batch_number, "data": rows}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus: rows served, and each group's batch (read from the state file)."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/restart_data_generation")
     def restart(request: Request, group_number: str | None = None) -> dict:

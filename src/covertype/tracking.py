@@ -3,13 +3,15 @@
 One command line for every place that starts the server (local stack, tests, compose):
 a database backend store (SQLite locally, MySQL in compose), an artifact destination
 (a folder locally, S3/MinIO in compose) proxied by the server (`--serve-artifacts`), so
-clients need no storage credentials.
+clients need no storage credentials, and Prometheus metrics on /metrics
+(`--expose-prometheus`, prometheus-flask-exporter: requests by method and status, latency).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,9 +47,16 @@ def server_command(settings: Settings, host: str | None = None, port: int | None
         "--serve-artifacts",
         "--workers",
         str(settings.mlflow_workers),
+        "--expose-prometheus",
+        str(metrics_dir(settings)),
         # MLflow 3 rejects unknown Host headers; compose and k8s reach it by service name.
         *(allowed if settings.mlflow_allowed_hosts else []),
     ]
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """The workers' shared metric files (prometheus_client's multiprocess mode)."""
+    return settings.home / "mlflow-metrics"
 
 
 def server_environment(settings: Settings) -> dict[str, str]:
@@ -69,6 +78,8 @@ def exec_server(settings: Settings, host: str | None = None, port: int | None = 
         Path(settings.mlflow_backend_store.removeprefix("sqlite:///")).parent.mkdir(
             parents=True, exist_ok=True
         )
+    # Files of a previous run's workers would add their counts to this run's.
+    shutil.rmtree(metrics_dir(settings), ignore_errors=True)
     log.info("starting MLflow server", extra={"command": " ".join(command)})
     # MLflow 3's job runner (GenAI evaluation jobs) is two more processes we never use.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}

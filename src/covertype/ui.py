@@ -1,4 +1,5 @@
-"""Streamlit front end of the inference API: one prediction, a CSV batch, the model card.
+"""Streamlit front end of the platform: one prediction, a CSV batch, the model card, and
+the Monitoring tab (batches, drift, champions, live accuracy, traffic; covertype.monitor).
 
 Run with `covertype ui` (port COVERTYPE_UI_PORT). Every value the form can send is valid by
 construction (bounded numbers, the canonical vocabularies); a CSV batch is checked row by row
@@ -18,8 +19,9 @@ import pandas as pd
 import streamlit as st
 
 from covertype import http_errors, schema
+from covertype.monitor import charts, overview
 from covertype.serve.records import EXAMPLE
-from covertype.settings import Settings
+from covertype.settings import Settings, client_host
 
 LABELS = {
     "Horizontal_Distance_To_Hydrology": "Horizontal distance to water (m)",
@@ -38,16 +40,39 @@ def soil_label(code: str) -> str:
     return f"UCI soil {number} · ELU {code}"
 
 
-def links(settings: Settings) -> dict[str, str]:
+def links(settings: Settings, locust_running: bool = False) -> dict[str, str]:
+    """The services this deployment runs (settings.ui_links), as a browser reaches them;
+    Locust only while its web UI answers. No link leads nowhere."""
     host = settings.public_host
-    return {
-        # The API's own URL may be a service name (compose, k8s) a browser cannot reach.
-        "Inference API docs": f"http://{host}:{settings.serve_port}/docs",
-        "MLflow": f"http://{host}:{settings.mlflow_port}",
-        "Airflow": f"http://{host}:{settings.airflow_port}",
-        "MinIO console": f"http://{host}:{settings.minio_console_port}",
-        "Locust": f"http://{host}:{settings.locust_port}",
+
+    def at(port: int, path: str = "") -> str:
+        return f"http://{host}:{port}{path}"
+
+    # The API's own URL may be a service name (compose, k8s) a browser cannot reach.
+    known = {
+        "api": ("Inference API docs", at(settings.serve_port, "/docs")),
+        "mlflow": ("MLflow", at(settings.mlflow_port)),
+        "airflow": ("Airflow", at(settings.airflow_port)),
+        "minio": ("MinIO console", at(settings.minio_console_port)),
+        "prometheus": ("Prometheus", at(settings.prometheus_port, "/alerts")),
+        "grafana": ("Grafana", at(settings.grafana_port)),
     }
+    wanted = [name.strip() for name in settings.ui_links.split(",") if name.strip()]
+    shown = dict(known[name] for name in wanted if name in known)
+    if locust_running:
+        shown["Locust (load test running)"] = at(settings.locust_port)
+    return shown
+
+
+def locust_running(settings: Settings) -> bool:
+    """Whether a Locust web UI answers where the settings say (its login page)."""
+    url = (
+        settings.locust_url or f"http://{client_host(settings.locust_host)}:{settings.locust_port}"
+    )
+    try:
+        return httpx.get(url, timeout=0.5).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 def call(settings: Settings, method: str, path: str, **kwargs) -> object:
@@ -266,6 +291,62 @@ def mlflow_details(settings: Settings, run_id: str):
     return table.round(4), image
 
 
+def monitoring_tab(settings: Settings) -> None:
+    """The data, the models and the traffic, each from its own source: a source that does
+    not answer is a message, the rest is drawn."""
+    left, right = st.columns(2)
+    batches = _show(left, overview.batches, settings)
+    drift = _show(right, overview.batch_drift, settings)
+    if batches is not None:
+        if batches.empty:
+            left.info("No batch collected yet: the collection DAG stores one per window.")
+        else:
+            left.altair_chart(charts.rows_per_batch(batches), width="stretch")
+    if drift is not None:
+        if drift.empty:
+            right.info("No drift report yet: each collected batch gets one once a champion exists.")
+        else:
+            right.altair_chart(charts.drift_share(drift), width="stretch")
+
+    left, right = st.columns(2)
+    history = _show(left, overview.champion_history, settings)
+    if history is not None:
+        if history.empty:
+            left.info("No model registered yet: the first training registers one.")
+        else:
+            if not history["champion"].any():
+                left.warning(f"No version is under the alias {settings.model_alias!r} yet.")
+            left.altair_chart(charts.champion_history(history), width="stretch")
+            recent = history.sort_values("version", ascending=False).head(5)
+            left.caption(
+                "Latest: "
+                + "; ".join(f"v{r.version} {r.family}: {r.decision}" for r in recent.itertuples())
+            )
+    if drift is not None and drift["live_accuracy"].notna().any():
+        accuracy = overview.accuracy_before_after(drift, history)
+        right.altair_chart(charts.accuracy_before_after(accuracy), width="stretch")
+    elif drift is not None:
+        right.info("No live accuracy yet: it is measured on each batch once a champion exists.")
+
+    traffic = _show(st, overview.traffic, settings)
+    if traffic is not None:
+        if traffic.empty:
+            st.info("No prediction reached the inference API in the last 15 minutes.")
+        else:
+            columns = st.columns(len(overview.TRAFFIC_QUERIES))
+            for column, measure in zip(columns, overview.TRAFFIC_QUERIES, strict=True):
+                column.altair_chart(charts.traffic(traffic, measure), width="stretch")
+
+
+def _show(where, read, settings: Settings):
+    """read(settings), or None after saying in the page why it could not be read."""
+    try:
+        return read(settings)
+    except overview.Unavailable as error:
+        where.warning(str(error))
+        return None
+
+
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "–"
 
@@ -276,16 +357,20 @@ def main() -> None:
     st.title("Forest cover type")
     with st.sidebar:
         st.header("Services")
-        for name, url in links(settings).items():
+        for name, url in links(settings, locust_running(settings)).items():
             st.markdown(f"- [{name}]({url})")
         st.caption(f"Inference API: {settings.api_url}")
-    predict, batch, card = st.tabs(["Predict", "Batch (CSV)", "Model card"])
+    predict, batch, card, monitoring = st.tabs(
+        ["Predict", "Batch (CSV)", "Model card", "Monitoring"]
+    )
     with predict:
         predict_tab(settings)
     with batch:
         batch_tab(settings)
     with card:
         model_tab(settings)
+    with monitoring:
+        monitoring_tab(settings)
 
 
 if __name__ == "__main__":  # how `streamlit run` executes the file

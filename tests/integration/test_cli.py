@@ -18,3 +18,13 @@ def test_cli_lists_the_stage_commands(tmp_path):
     assert done.returncode == 0
     for command in ("source", "ingest"):
         assert re.search(rf"│ {command} ", done.stdout), done.stdout
+
+
+def test_prometheus_without_its_binary_says_how_to_install_it(tmp_path):
+    from covertype.testing import BIN
+
+    done = run_cli(["prometheus"], {"COVERTYPE_HOME": str(tmp_path), "PATH": str(BIN)}, tmp_path)
+    assert done.returncode == 1
+    assert "prometheus is not on PATH (Debian/Ubuntu: sudo apt-get install prometheus)" in (
+        done.stderr
+    )

@@ -11,6 +11,7 @@ it with Ctrl-C. Each fault's figures go to test-output/faults.md (printed at the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -33,6 +34,7 @@ from covertype.testing import (
     PredictLoad,
     clean_env,
     free_port,
+    headless_chromium,
     records_of,
     run_cli,
     wait_for,
@@ -46,6 +48,7 @@ PORTS = [
     "COVERTYPE_AIRFLOW_PORT",
     "COVERTYPE_SERVE_PORT",
     "COVERTYPE_UI_PORT",
+    "COVERTYPE_PROMETHEUS_PORT",
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
 ]
@@ -62,6 +65,8 @@ def stack_env(tmp_path_factory, real_data) -> dict[str, str]:
         "COVERTYPE_LOCUST_PASSWORD": "unused-here",
         # Batches of a minute: the source still has data while the fault tests run.
         "COVERTYPE_BATCH_SECONDS": "60",
+        # The drift scenario the Monitoring tab's screenshot shows (Neota after Rawah, ...).
+        "COVERTYPE_SOURCE_ORDER": "wilderness",
     }
 
 
@@ -201,6 +206,9 @@ def test_up_fast_serves_a_champion_end_to_end(stack, real_frame, tmp_path):
     for title in ("source API", "MLflow", "Airflow", "Airflow scheduler", "inference API"):
         assert f"✔ {title} healthy" in output
     assert "✔ Streamlit UI healthy" in output
+    assert "✔ Prometheus healthy" in output  # scripts/test.sh installs Debian's prometheus
+    prometheus = url(stack.env, "COVERTYPE_PROMETHEUS_PORT")
+    assert re.search(rf"Prometheus\s+{prometheus}\s", output), output
     assert "Airflow login: admin with the password in COVERTYPE_AIRFLOW_ADMIN" in output
     assert re.search(r"Airflow metadata DB ready \(\d+ s\)", output)
     assert re.search(r"collection: [\d,]+ rows of batch", output)
@@ -221,13 +229,21 @@ def test_up_fast_serves_a_champion_end_to_end(stack, real_frame, tmp_path):
 
     status = run_cli(["status"], stack.env, tmp_path)
     assert status.returncode == 0, status.stdout + status.stderr
-    for name in ("source", "mlflow", "airflow-scheduler", "airflow-api-server", "serve", "ui"):
+    names = ("source", "mlflow", "airflow-scheduler", "airflow-api-server", "serve", "ui")
+    for name in (*names, "prometheus"):
         row = rf"^\s+{name}\s+running\s+0\s+–\s+[\d,]+ MiB\s+healthy"
         assert re.search(row, status.stdout, re.M), status.stdout
     assert f"served: covertype version {version}" in status.stdout
     peak = re.search(r"peak memory ([\d,]+) MiB", status.stdout)
     assert peak, status.stdout
     print(f"stack memory (PSS) peak so far: {peak.group(1)} MiB")
+
+    def scraped():
+        targets = httpx.get(f"{prometheus}/api/v1/targets").json()["data"]["activeTargets"]
+        return {t["labels"]["job"]: t["health"] for t in targets}
+
+    jobs = {"covertype-api", "covertype-source", "mlflow", "prometheus"}
+    stack.wait(lambda: scraped() == dict.fromkeys(jobs, "up"), 60, "every service scraped")
 
     load = run_cli(
         ["loadtest", "--users", "5", "--spawn-rate", "5", "--run-time", "10s"],
@@ -377,6 +393,52 @@ def records_of_one() -> dict:
     from covertype.serve.records import EXAMPLE
 
     return EXAMPLE
+
+
+def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
+    """The screenshot of the Monitoring tab (test-output/ui-monitoring.png) after the batches
+    collected so far under the `wilderness` order: drift is flagged from the batch whose
+    wilderness area differs from the champion's (batch 5 in benchmarks/bench_drift.py)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def reports() -> list[tuple]:
+        with sqlite3.connect(stack.home / "cover_type.db") as db:
+            return db.execute(
+                "SELECT batch_number, dataset_drift FROM drift_reports "
+                "WHERE kind = 'batch' AND computed = 1 ORDER BY batch_number"
+            ).fetchall()
+
+    with contextlib.suppress(AssertionError):  # a screenshot either way; the wait is bounded
+        wait_for(lambda: any(drifted for _, drifted in reports()), 180, "a drifted batch")
+    seen = reports()
+    print(f"\nbatch drift reports (batch, drifted): {seen}")
+    assert len({batch for batch, _ in seen}) >= 3, seen
+
+    ui = url(stack.env, "COVERTYPE_UI_PORT")
+    with headless_chromium(tmp_path, height=2300) as browser:
+        browser.get(ui)
+        tabs = WebDriverWait(browser, 60).until(
+            lambda b: [
+                t
+                for t in b.find_elements(By.CSS_SELECTOR, "[role=tab]")
+                if t.text.strip() == "Monitoring"
+            ]
+        )
+        [tab] = tabs
+        tab.click()
+        WebDriverWait(browser, 90).until(  # five charts drawn
+            lambda b: (
+                len(b.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg")) >= 5
+            )
+        )
+        time.sleep(2)  # the last chart's animation
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "did not answer" not in text, text
+        shot = SCREENSHOTS / "ui-monitoring.png"
+        browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 50_000
+    print(f"screenshot: {shot}")
 
 
 def test_down_stops_every_process(stack, tmp_path):

@@ -1,6 +1,8 @@
 """The Streamlit UI against a real inference API serving a real model."""
 
-import shutil
+import functools
+import http.server
+import threading
 
 import pandas as pd
 import pytest
@@ -8,12 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from covertype import schema, ui
 from covertype.serve.records import EXAMPLE
-from covertype.testing import SCREENSHOTS, ServerProcess, free_port
-
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--window-size=1400,1100",
-]  # fmt: skip
+from covertype.testing import SCREENSHOTS, ServerProcess, free_port, headless_chromium
 
 
 @pytest.fixture
@@ -129,28 +126,88 @@ def test_no_model_yet_is_said_plainly(monkeypatch, mlflow_server, tmp_path):
     assert app.error[0].value.startswith("No model is served yet: ")
 
 
-def test_links_are_built_from_the_settings(monkeypatch):
-    monkeypatch.setenv("COVERTYPE_PUBLIC_HOST", "forest.example")
-    monkeypatch.setenv("COVERTYPE_AIRFLOW_PORT", "18080")
-    monkeypatch.setenv("COVERTYPE_API_URL", "http://api.example:8085")
+def sidebar_links(monkeypatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     app = AppTest.from_file(ui.__file__, default_timeout=60)
     app.run()
-    sidebar = "\n".join(m.value for m in app.sidebar.markdown)
-    assert "[Airflow](http://forest.example:18080)" in sidebar
-    assert "[MLflow](http://forest.example:8084)" in sidebar
-    assert "[MinIO console](http://forest.example:8083)" in sidebar
-    assert "[Locust](http://forest.example:8089)" in sidebar
-    assert "[Inference API docs](http://forest.example:8085/docs)" in sidebar
+    assert not app.exception
+    return "\n".join(m.value for m in app.sidebar.markdown)
+
+
+def test_links_are_built_from_the_settings_for_the_services_this_deployment_runs(monkeypatch):
+    monkeypatch.setenv("COVERTYPE_LOCUST_URL", f"http://127.0.0.1:{free_port()}")  # none runs
+    local = sidebar_links(
+        monkeypatch,
+        COVERTYPE_PUBLIC_HOST="forest.example",
+        COVERTYPE_AIRFLOW_PORT="18080",
+        COVERTYPE_API_URL="http://api.example:8085",
+    )
+    assert "[Airflow](http://forest.example:18080)" in local
+    assert "[MLflow](http://forest.example:8084)" in local
+    assert "[Inference API docs](http://forest.example:8085/docs)" in local
+    assert "MinIO" not in local and "Locust" not in local and "Grafana" not in local
+    compose = sidebar_links(monkeypatch, COVERTYPE_UI_LINKS="api,mlflow,airflow,minio,grafana")
+    assert "[MinIO console](http://forest.example:8083)" in compose
+    assert "[Grafana](http://forest.example:3000)" in compose
+
+
+def test_the_locust_link_shows_while_a_locust_web_ui_answers(monkeypatch, tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:  # any HTTP answer under 500 counts as up (Locust's is its login page)
+        links = sidebar_links(
+            monkeypatch, COVERTYPE_LOCUST_URL=f"http://127.0.0.1:{server.server_port}"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "[Locust (load test running)](http://127.0.0.1:8089)" in links
+
+
+def test_the_monitoring_tab_says_what_is_missing_without_a_champion_or_mlflow(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("COVERTYPE_API_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("COVERTYPE_PROMETHEUS_URL", raising=False)
+    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app.run()
+    assert not app.exception
+    tab = app.tabs[3]
+    warnings = [w.value for w in tab.warning]
+    assert any(
+        w.startswith("The champion history comes from MLflow at http://127.0.0.1:")
+        for w in warnings
+    )
+    assert any("COVERTYPE_PROMETHEUS_URL is unset" in w for w in warnings)
+    infos = [i.value for i in tab.info]
+    assert any(i.startswith("No batch collected yet") for i in infos)
+    assert any(i.startswith("No drift report yet") for i in infos)
+
+
+def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(
+    monkeypatch, tmp_path, mlflow_server, champion
+):
+    monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("COVERTYPE_MODEL_NAME", champion["model_name"])
+    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app.run()
+    assert not app.exception
+    tab = app.tabs[3]
+    assert not [w.value for w in tab.warning if "MLflow" in w.value]
+    assert tab.get("vega_lite_chart")  # the champion history
+    assert any(f"v{champion['version']} lightgbm" in c.value for c in tab.caption)
 
 
 def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path, champion):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver_path, "Debian packages chromium and chromium-driver (.ci/run)"
     port = free_port()
     app = ServerProcess(
         ["ui", "--port", str(port)],
@@ -158,27 +215,21 @@ def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path
         cwd=tmp_path,
         log_path=tmp_path / "ui.log",
     ).start(ready_path="/_stcore/health", timeout=120)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
-    browser = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
-        browser.get(f"{app.url}/?predict=1&Elevation=2590&Soil_Type=29")
-        expected = f"model version {champion['version']}"
-        WebDriverWait(browser, 60).until(  # the answer, and the form drawn around it
-            lambda b: (
-                expected in b.find_element(By.TAG_NAME, "body").text
-                and len(b.find_elements(By.CSS_SELECTOR, "input[type=number]")) == 10
+        with headless_chromium(tmp_path) as browser:
+            browser.get(f"{app.url}/?predict=1&Elevation=2590&Soil_Type=29")
+            expected = f"model version {champion['version']}"
+            WebDriverWait(browser, 60).until(  # the answer, and the form drawn around it
+                lambda b: (
+                    expected in b.find_element(By.TAG_NAME, "body").text
+                    and len(b.find_elements(By.CSS_SELECTOR, "input[type=number]")) == 10
+                )
             )
-        )
-        assert "Elevation [1000, 4500]" in browser.find_element(By.TAG_NAME, "body").text
-        SCREENSHOTS.mkdir(exist_ok=True)
-        shot = SCREENSHOTS / "ui-prediction.png"
-        browser.save_screenshot(str(shot))
+            assert "Elevation [1000, 4500]" in browser.find_element(By.TAG_NAME, "body").text
+            SCREENSHOTS.mkdir(exist_ok=True)
+            shot = SCREENSHOTS / "ui-prediction.png"
+            browser.save_screenshot(str(shot))
     finally:
-        browser.quit()
         app.stop()
     assert shot.stat().st_size > 20_000
     print(f"\nscreenshot: {shot}")

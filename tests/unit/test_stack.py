@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from covertype.stack import commands, tree
-from covertype.stack.services import SERVICES, prepare_environment
+from covertype.stack.services import SERVICES, TABLE, installed, prepare_environment
 from covertype.stack.state import BACKOFF, FAILED, RUNNING, Exit, ServiceRecord
 from covertype.testing import BIN
 
@@ -20,6 +20,30 @@ def test_fast_sets_only_what_the_environment_does_not(monkeypatch, tmp_path):
     assert Path(environ["COVERTYPE_HOME"]).is_absolute()
     assert environ["PATH"].split(os.pathsep) == [str(BIN), "/usr/bin"]
     assert environ["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{settings.mlflow_port}"
+
+
+def test_prometheus_is_a_service_only_where_its_binary_is_on_path(tmp_path):
+    without = installed(TABLE, path=str(tmp_path))
+    assert "prometheus" not in {s.name for s in without}
+    assert {s.name for s in without} == {s.name for s in TABLE} - {"prometheus"}
+    binary = tmp_path / "prometheus"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert "prometheus" in {s.name for s in installed(TABLE, path=str(tmp_path))}
+
+
+def test_the_ui_links_to_what_the_local_stack_runs_and_asks_its_prometheus(monkeypatch, tmp_path):
+    environ = {"PATH": "/usr/bin", "COVERTYPE_HOME": str(tmp_path)}
+    monkeypatch.setattr(os, "environ", environ)
+    settings = prepare_environment(fast=False)
+    running = {s.name for s in SERVICES}
+    links = environ["COVERTYPE_UI_LINKS"].split(",")
+    assert links[:3] == ["api", "mlflow", "airflow"] and "minio" not in links
+    if "prometheus" in running:
+        assert links[3:] == ["prometheus"]
+        assert environ["COVERTYPE_PROMETHEUS_URL"] == f"http://127.0.0.1:{settings.prometheus_port}"
+    else:
+        assert links[3:] == [] and "COVERTYPE_PROMETHEUS_URL" not in environ
 
 
 def exits(*runs: float, end: float = 1000.0) -> list[Exit]:

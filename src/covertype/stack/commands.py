@@ -25,7 +25,15 @@ import psutil
 from covertype.processes import alive, memory_bytes, session_members, stop_processes, stop_sessions
 from covertype.settings import Settings
 from covertype.stack import news
-from covertype.stack.services import AIRFLOW, BY_NAME, SERVICES, ports_in_use, prepare_environment
+from covertype.stack.services import (
+    AIRFLOW,
+    BY_NAME,
+    INSTALL_HINTS,
+    NOT_INSTALLED,
+    SERVICES,
+    ports_in_use,
+    prepare_environment,
+)
 from covertype.stack.state import (
     BACKOFF,
     FAILED,
@@ -154,6 +162,11 @@ def up(fast: bool = False, verbose: bool = False, echo: Echo = say) -> int:
         f"covertype up{' --fast' if fast else ''}: starting {', '.join(s.name for s in SERVICES)} "
         f"under supervisord (state: {home}; logs: {supervisor.logs}/<service>.log)"
     )
+    for service in NOT_INSTALLED:
+        echo(
+            f"{service.title} is not installed ({INSTALL_HINTS[service.name]}): the stack "
+            f"runs without it"
+        )
 
     stop = threading.Event()
     handlers = {

@@ -5,11 +5,14 @@ health is read. Airflow runs as its four components (api-server, scheduler, dag-
 triggerer) rather than `airflow standalone`, which neither restarts a component that dies
 nor exits when one does; each is supervised on its own, after the metadata DB is migrated.
 A service added to the table is started, watched, restarted and stopped like the others.
+Prometheus is in the table when its binary is on PATH (Debian's `prometheus` package) and
+left out otherwise, which `covertype up` says.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ class Service:
     component: str | None = None  # its key in Airflow's /api/v2/monitor/health
     group: str | None = None
     listens: bool = True  # the port is its own (Airflow's components share the api-server's)
+    needs: str | None = None  # a program that must be on PATH, else the stack runs without it
 
     def url(self, settings: Settings) -> str:
         return f"http://{client_host(getattr(settings, self.host_field))}:{self.port(settings)}"
@@ -73,7 +77,7 @@ class Service:
 
 
 _MONITOR = "/api/v2/monitor/health"
-SERVICES = (
+TABLE = (
     Service("source", "source API", ("source",), "source_host", "source_port", "/"),
     Service("mlflow", "MLflow", ("mlflow",), "mlflow_host", "mlflow_port", "/health"),
     Service(
@@ -94,8 +98,22 @@ SERVICES = (
     ),
     Service("serve", "inference API", ("serve",), "serve_host", "serve_port", "/health"),
     Service("ui", "Streamlit UI", ("ui",), "ui_host", "ui_port", "/_stcore/health"),
+    Service(
+        "prometheus", "Prometheus", ("prometheus",),
+        "prometheus_host", "prometheus_port", "/-/ready", needs="prometheus",
+    ),
 )  # fmt: skip
+
+
+def installed(table: tuple[Service, ...], path: str | None = None) -> tuple[Service, ...]:
+    """The services whose program (if they need one beside the venv's) is on PATH."""
+    return tuple(s for s in table if s.needs is None or shutil.which(s.needs, path=path))
+
+
+SERVICES = installed(TABLE)
+NOT_INSTALLED = tuple(s for s in TABLE if s not in SERVICES)
 BY_NAME = {s.name: s for s in SERVICES}
+INSTALL_HINTS = {"prometheus": "Debian/Ubuntu: sudo apt-get install prometheus"}
 
 
 def prepare_environment(fast: bool, environ: dict | None = None) -> Settings:
@@ -112,6 +130,12 @@ def prepare_environment(fast: bool, environ: dict | None = None) -> Settings:
     environ["COVERTYPE_SOURCE_URL"] = BY_NAME["source"].url(settings)
     environ["MLFLOW_TRACKING_URI"] = BY_NAME["mlflow"].url(settings)
     environ["COVERTYPE_API_URL"] = BY_NAME["serve"].url(settings)
+    # The UI links to what this stack runs (no MinIO, no Grafana here) and asks Prometheus.
+    links = ["api", "mlflow", "airflow"]
+    if "prometheus" in BY_NAME:
+        links.append("prometheus")
+        environ.setdefault("COVERTYPE_PROMETHEUS_URL", BY_NAME["prometheus"].url(settings))
+    environ.setdefault("COVERTYPE_UI_LINKS", ",".join(links))
     environ["PATH"] = with_venv_path(environ)["PATH"]
     return Settings()
 

@@ -1,0 +1,89 @@
+"""The local Prometheus: `covertype prometheus`, a service of `covertype up` when Debian's
+`prometheus` package (or any `prometheus` binary) is on PATH.
+
+It scrapes the local services where the settings say they listen, with the job names of
+compose and Kubernetes (deploy/monitoring/prometheus), and evaluates the same alert rules
+(deploy/monitoring/prometheus/alerts.yml), so dashboards and alerts fit all three.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from covertype.settings import Settings, client_host
+
+log = logging.getLogger(__name__)
+
+MONITORING = Path(__file__).resolve().parents[3] / "deploy/monitoring"
+ALERTS = MONITORING / "prometheus/alerts.yml"
+RETENTION = "7d"
+
+
+class NotInstalled(RuntimeError):
+    """No `prometheus` binary on PATH."""
+
+
+def _target(host: str, port: int) -> str:
+    return f"{client_host(host)}:{port}"
+
+
+def config(settings: Settings, alerts: Path = ALERTS) -> dict:
+    """prometheus.yml for the local stack (a rule file only where the checkout has it)."""
+    s = settings
+    jobs = {
+        "covertype-api": _target(s.serve_host, s.serve_port),
+        "covertype-source": _target(s.source_host, s.source_port),
+        "mlflow": _target(s.mlflow_host, s.mlflow_port),
+        "prometheus": _target(s.prometheus_host, s.prometheus_port),
+    }
+    interval = f"{s.prometheus_scrape_seconds:g}s"
+    return {
+        "global": {
+            "scrape_interval": interval,
+            "evaluation_interval": interval,
+            "external_labels": {"deployment": "local"},
+        },
+        "rule_files": [str(alerts)] if alerts.exists() else [],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            for job, target in jobs.items()
+        ],
+    }
+
+
+def write_config(settings: Settings) -> Path:
+    folder = settings.home / "prometheus"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config(settings), sort_keys=False))
+    return path
+
+
+def command(settings: Settings, config_path: Path) -> list[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise NotInstalled(
+            "prometheus is not on PATH (Debian/Ubuntu: sudo apt-get install prometheus)"
+        )
+    return [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={settings.home / 'prometheus' / 'data'}",
+        f"--storage.tsdb.retention.time={RETENTION}",
+        f"--web.listen-address={settings.prometheus_host}:{settings.prometheus_port}",
+    ]
+
+
+def exec_server(settings: Settings) -> None:
+    """Replace this process with Prometheus (signals reach it directly)."""
+    path = write_config(settings)
+    if not ALERTS.exists():
+        log.warning("no alert rules", extra={"missing": str(ALERTS)})
+    argv = command(settings, path)
+    log.info("starting Prometheus", extra={"command": " ".join(argv)})
+    os.execv(argv[0], argv)
