@@ -89,7 +89,9 @@ def test_kubernetes_containers_run_covertype_commands_that_exist(tmp_path):
         (name, container)
         for name, deployment in by_kind("Deployment").items()
         for container in deployment["spec"]["template"]["spec"]["containers"]
+        if container["image"] == "covertype"  # Prometheus and Grafana run their images' own
     ]
+    assert {"source", "mlflow", "api", "ui"} <= {name for name, _ in containers}
     results = run_helps([c["command"] for _, c in containers], BIN, tmp_path / "home")
     for (name, _), result in zip(containers, results, strict=True):
         assert result.returncode == 0, f"{name}: {result.stderr}"
