@@ -157,7 +157,7 @@ def accuracy_before_after(drift: pd.DataFrame, history: pd.DataFrame | None) -> 
 
 
 # What users wait for: the prediction endpoints (probes and scrapes are elsewhere, Grafana).
-_PREDICT = 'endpoint=~"/predict.*"'
+_PREDICT = 'endpoint=~"/predict|/predict/batch"'
 TRAFFIC_QUERIES = {
     "requests/s": f"sum by (endpoint) (rate(covertype_requests_total{{{_PREDICT}}}[1m]))",
     "p50 latency (ms)": "1000 * histogram_quantile(0.5, sum by (endpoint, le) "

@@ -37,8 +37,8 @@ GRACEFUL_SHUTDOWN_SECONDS = 10  # in-flight requests get this long after SIGTERM
 # first model load keep waiting for the GIL.
 WORKER_HEALTHCHECK_SECONDS = 30
 ENDPOINTS = frozenset(
-    {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics", "/docs",
-     "/openapi.json", "/redoc"}
+    {"/predict", "/predict/batch", "/predict/explain", "/health", "/ready", "/model",
+     "/metrics", "/docs", "/openapi.json", "/redoc"}
 )  # fmt: skip
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
