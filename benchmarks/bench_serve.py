@@ -362,6 +362,12 @@ def main() -> None:
 
         w = str(args.workers)
         common = {"MLFLOW_TRACKING_URI": uri}
+        # Every covertype serve: the champion, the workers; each run adds its home and switches.
+        serve_env = common | {
+            "COVERTYPE_MODEL_NAME": name,
+            "COVERTYPE_MODEL_ALIAS": "champion",
+            "COVERTYPE_SERVE_WORKERS": w,
+        }
         runs = [
             (
                 "(a) bare FastAPI, constant",
@@ -378,11 +384,8 @@ def main() -> None:
             (
                 "(c) covertype serve /predict",
                 [str(BIN / "covertype"), "serve"],
-                common | {
+                serve_env | {
                     "COVERTYPE_HOME": str(tmp / "serve-home"),
-                    "COVERTYPE_MODEL_NAME": name,
-                    "COVERTYPE_MODEL_ALIAS": "champion",
-                    "COVERTYPE_SERVE_WORKERS": w,
                     "COVERTYPE_SERVE_PREDICTOR": "fast",
                 },
                 "/ready", "/predict", ours_bodies,
@@ -390,11 +393,8 @@ def main() -> None:
             (
                 "(c0) covertype serve /predict, prediction log off",
                 [str(BIN / "covertype"), "serve"],
-                common | {
+                serve_env | {
                     "COVERTYPE_HOME": str(tmp / "serve-home-off"),
-                    "COVERTYPE_MODEL_NAME": name,
-                    "COVERTYPE_MODEL_ALIAS": "champion",
-                    "COVERTYPE_SERVE_WORKERS": w,
                     "COVERTYPE_PREDICTION_LOG": "off",
                     "COVERTYPE_SERVE_PREDICTOR": "fast",
                 },
@@ -403,11 +403,8 @@ def main() -> None:
             (
                 "(d) covertype serve /predict, served path",
                 [str(BIN / "covertype"), "serve"],
-                common | {
+                serve_env | {
                     "COVERTYPE_HOME": str(tmp / "serve-home-d"),
-                    "COVERTYPE_MODEL_NAME": name,
-                    "COVERTYPE_MODEL_ALIAS": "champion",
-                    "COVERTYPE_SERVE_WORKERS": w,
                 },
                 "/ready", "/predict", ours_bodies,
             ),

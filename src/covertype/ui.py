@@ -69,6 +69,11 @@ def locust_running(settings: Settings) -> bool:
     url = (
         settings.locust_url or f"http://{client_host(settings.locust_host)}:{settings.locust_port}"
     )
+    return _answers(url)
+
+
+@st.cache_data(ttl=10, show_spinner=False)  # asked once per 10 s, not on every rerun
+def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=0.5).status_code < 500
     except httpx.HTTPError:
@@ -340,11 +345,23 @@ def monitoring_tab(settings: Settings) -> None:
 
 def _show(where, read, settings: Settings):
     """read(settings), or None after saying in the page why it could not be read."""
+    key = (settings.data_db, settings.mlflow_tracking_uri, settings.prometheus_url,
+           settings.model_name, settings.model_alias)  # fmt: skip
+    result, problem = _read(read.__name__, key, settings)
+    if problem is not None:
+        where.warning(problem)
+    return result
+
+
+# Every rerun draws every tab: without a cache a click in Predict would ask the data DB,
+# MLflow and Prometheus again. A failure is kept as long, so a hanging source costs once.
+# `key` (the settings the readers use) is what the cache hashes; `_settings` is not hashed.
+@st.cache_data(ttl=15, show_spinner=False)
+def _read(name: str, key: tuple, _settings: Settings):
     try:
-        return read(settings)
+        return getattr(overview, name)(_settings), None
     except overview.Unavailable as error:
-        where.warning(str(error))
-        return None
+        return None, str(error)
 
 
 def _fmt(value: object) -> str:

@@ -169,5 +169,6 @@ def inference_api(champion, mlflow_server, tmp_path_factory):
         cwd=tmp,
         log_path=tmp / "serve.log",
     ).start(ready_path="/ready", timeout=120)
+    server.data_db = f"sqlite:///{tmp / 'home' / 'cover_type.db'}"  # its prediction log, reports
     yield server
     server.stop()

@@ -71,22 +71,9 @@ def exported(*bodies: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def api(champion, mlflow_server, tmp_path_factory):
-    """`covertype serve` of the champion with a data DB of its own (for drift reports)."""
-    tmp = tmp_path_factory.mktemp("observed-api")
-    server = ServerProcess(
-        ["serve", "--port", str(free_port())],
-        env={
-            "COVERTYPE_HOME": str(tmp / "home"),
-            "MLFLOW_TRACKING_URI": mlflow_server.url,
-            "COVERTYPE_MODEL_NAME": champion["model_name"],
-        },
-        cwd=tmp,
-        log_path=tmp / "serve.log",
-    ).start(ready_path="/ready", timeout=120)
-    server.data_db = f"sqlite:///{tmp / 'home' / 'cover_type.db'}"
-    yield server
-    server.stop()
+def api(inference_api):
+    """The session's `covertype serve` of the champion (its data DB takes a drift report)."""
+    return inference_api
 
 
 @pytest.fixture(scope="module")
