@@ -335,11 +335,13 @@ def test_source_api_killed_restarts_with_its_group_state(stack):
 
 def test_inference_api_killed_while_mlflow_is_down_serves_its_cached_champion(stack, records):
     # After the tests above, the API has served for over a minute: a first exit again (1 s).
-    version = stack.ready()["model"]["version"]
     supervisor = Supervisor(stack.home)
     supervisor.stop("mlflow")
     try:
         stack.wait(lambda: stack.ready()["registry"]["reachable"] is False, 30, "registry down")
+        # Read only now: a champion promoted just before MLflow stopped may still have been
+        # loaded (and cached) by the API after an earlier read.
+        version = stack.ready()["model"]["version"]
         with PredictLoad(stack.api, records) as load:
             time.sleep(1)
             killed = stack.kill("serve")
