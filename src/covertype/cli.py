@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from covertype import logs
-from covertype.settings import SettingsError, get_settings, safe_url
+from covertype.settings import MissingSecret, SettingsError, get_settings, require, safe_url
 
 app = typer.Typer(help="covertype: the Forest Cover Type MLOps platform.", no_args_is_help=True)
 
@@ -211,7 +211,11 @@ def serve(
     """Serve the champion model: /predict, /predict/batch, /health, /ready, /model, /metrics."""
     from covertype.serve import run
 
-    run(get_settings(), host, port)
+    try:
+        run(get_settings(), host, port)
+    except MissingSecret as error:
+        typer.echo(f"covertype serve: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -227,6 +231,12 @@ def ui(
     from covertype import ui as page
 
     settings = get_settings()
+    if settings.auth == "on":
+        try:
+            require(settings, "ui_password", "the UI opens only with a password")
+        except MissingSecret as error:
+            typer.echo(f"covertype ui: {error}", err=True)
+            raise typer.Exit(1) from None
     streamlit = str(Path(sys.executable).parent / "streamlit")
     command = [
         streamlit, "run", page.__file__,

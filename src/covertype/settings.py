@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -168,6 +169,60 @@ class Settings(BaseSettings):
     )
     grafana_port: int = Field(3000, ge=1, le=65535)
 
+    # Logins. MLflow's basic-auth app, the inference API's keys and the UI's password gate;
+    # Airflow, Locust, MinIO and Grafana have their own logins (settings above and below).
+    auth: Literal["on", "off"] = Field(
+        "on",
+        description="off: no login on MLflow, the API or the UI; the local stack refuses it "
+        "unless every service listens on 127.0.0.1",
+    )
+    api_keys: SecretStr | None = Field(
+        None, description="comma-separated keys the inference API accepts (each >= 16 characters)"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="the key this client sends to the inference API (UI, Locust, `up`)"
+    )
+    metrics_key: SecretStr | None = Field(
+        None,
+        description="the scraper's secret: Bearer key of the API's /metrics, password of the "
+        "MLflow user mlflow_metrics_user",
+    )
+    ui_user: str = "covertype"
+    ui_password: SecretStr | None = Field(None, description="the Streamlit UI's login")
+    mlflow_admin_user: str = "admin"
+    mlflow_admin_password: SecretStr | None = Field(
+        None, description="MLflow's admin; the server refuses to start without one"
+    )
+    mlflow_auth_db_url: str | None = Field(
+        None, description="MLflow's user DB; default SQLite in home (MySQL in compose)"
+    )
+    mlflow_default_permission: Literal["READ", "NO_PERMISSIONS"] = Field(
+        "READ", description="what a signed-in MLflow user may do where no grant says more"
+    )
+    mlflow_auth_cache_seconds: int = Field(
+        60, ge=0, description="how long MLflow trusts a checked password (0: hash every request)"
+    )
+    mlflow_train_user: str = "covertype-train"
+    mlflow_train_password: SecretStr | None = Field(
+        None, description="MLflow user of training and monitoring (EDIT on experiments, model)"
+    )
+    mlflow_serve_user: str = "covertype-serve"
+    mlflow_serve_password: SecretStr | None = Field(
+        None, description="MLflow user of the inference API (READ)"
+    )
+    mlflow_ui_user: str = "covertype-ui"
+    mlflow_ui_password: SecretStr | None = Field(
+        None, description="MLflow user of the Streamlit UI (READ)"
+    )
+    mlflow_metrics_user: str = "covertype-metrics"
+    # MLflow's client reads these itself; here for the checks and the messages.
+    mlflow_tracking_username: str | None = Field(
+        None, validation_alias=AliasChoices("MLFLOW_TRACKING_USERNAME")
+    )
+    mlflow_tracking_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("MLFLOW_TRACKING_PASSWORD")
+    )
+
     # Airflow
     airflow_host: str = "127.0.0.1"
     airflow_admin_user: str = "admin"
@@ -188,6 +243,43 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="how often a paused (source exhausted) collection asks again"
     )
     train_timeout_seconds: float = Field(7200.0, gt=0, description="one training DAG try")
+
+    @field_validator(
+        "ui_password", "mlflow_admin_password", "mlflow_train_password", "mlflow_serve_password",
+        "mlflow_ui_password", "mlflow_tracking_password", "airflow_admin_password",
+    )  # fmt: skip
+    @classmethod
+    def _long_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value(), MIN_PASSWORD, "a password")
+        return value
+
+    @field_validator("api_key", "metrics_key")
+    @classmethod
+    def _long_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value(), MIN_KEY, "a key")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            keys = value.get_secret_value().split(",")
+            for number, key in enumerate(keys, 1):
+                check_secret(key.strip(), MIN_KEY, f"key {number} of {len(keys)}")
+        return value
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """What a client of the inference API sends: its key, if it has one."""
+        return {"X-API-Key": self.api_key.get_secret_value()} if self.api_key else {}
+
+    @property
+    def accepted_api_keys(self) -> tuple[str, ...]:
+        if self.api_keys is None:
+            return ()
+        return tuple(k.strip() for k in self.api_keys.get_secret_value().split(","))
 
     @field_validator("home")
     @classmethod
@@ -220,6 +312,32 @@ class Settings(BaseSettings):
         return self.home / "source_state.db"
 
 
+MIN_PASSWORD = 12  # MLflow's own minimum; the other logins ask for as much
+MIN_KEY = 16
+
+
+def check_secret(text: str, minimum: int, what: str) -> None:
+    """ValueError saying what is wrong with a password or key (never the secret itself).
+    A key goes in a header and in a comma-separated list: no spaces, no commas."""
+    if not text:
+        raise ValueError(f"{what} is empty; it needs at least {minimum} characters")
+    if len(text) < minimum:
+        raise ValueError(f"{what} is too short ({len(text)} characters): at least {minimum}")
+    if "key" in what and any(c.isspace() or c == "," for c in text):
+        raise ValueError(f"{what} may not contain spaces or commas")
+
+
+def write_secret(path: Path, text: str) -> None:
+    """`text` in `path`, readable by this user only from its first byte (no window at 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    temporary.replace(path)
+
+
 def client_host(host: str) -> str:
     """Where a client reaches a server that listens on `host` (0.0.0.0 is no address)."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -238,6 +356,26 @@ def env_name(field: str) -> str:
     return alias.choices[0] if alias else f"COVERTYPE_{field.upper()}"
 
 
+def _shown(error: dict) -> str:
+    field = Settings.model_fields[str(error["loc"][0])]
+    return "<hidden>" if "SecretStr" in str(field.annotation) else repr(error.get("input"))
+
+
+class MissingSecret(RuntimeError):
+    """A login is on and the secret it needs is not set; the message names the variable."""
+
+
+def require(settings: Settings, field: str, what: str) -> str:
+    """The secret `field` of the settings, or MissingSecret saying `what` needs it."""
+    value = getattr(settings, field)
+    if value is None:
+        raise MissingSecret(
+            f"{env_name(field)} is not set: with COVERTYPE_AUTH=on {what} "
+            "(COVERTYPE_AUTH=off turns the logins off, on 127.0.0.1 only)"
+        )
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
 class SettingsError(ValueError):
     """Settings that do not validate, each named by its environment variable."""
 
@@ -248,6 +386,7 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         problems = [
-            f"{env_name(str(e['loc'][0]))}={e.get('input')!r}: {e['msg']}" for e in error.errors()
+            f"{env_name(str(e['loc'][0]))}={_shown(e)}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

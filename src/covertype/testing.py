@@ -55,10 +55,19 @@ def wait_for(condition, timeout: float = 60, what: str = "condition"):
     raise AssertionError(f"no {what} after {timeout} s")
 
 
+MLFLOW_LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment without its COVERTYPE_* settings, the venv first on PATH, + `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERTYPE_")}
-    return with_venv_path(env) | (extra or {})
+    """This environment without its COVERTYPE_* (and MLflow login) settings, the venv first
+    on PATH, logins off (servers here listen on 127.0.0.1; the tests of the logins turn them
+    on with COVERTYPE_AUTH=on), + `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COVERTYPE_") and k not in MLFLOW_LOGIN
+    }
+    return with_venv_path(env) | {"COVERTYPE_AUTH": "off"} | (extra or {})
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120):
@@ -99,7 +108,10 @@ class ServerProcess(Server):
 
 
 def start_mlflow(tmp: Path, env: dict[str, str], timeout: float = 180) -> ServerProcess:
-    """`covertype mlflow` on a free port, with the store/artifact settings in `env`."""
+    """`covertype mlflow` on a free port, with the store/artifact settings in `env` (its
+    state in `tmp`/home, made if missing). With COVERTYPE_AUTH=on in `env`, also its admin
+    and service users' passwords there: /health, the readiness check, needs no login."""
+    tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     return ServerProcess(
         ["mlflow", "--port", str(port)],
@@ -281,8 +293,16 @@ class PredictLoad:
     other (2 s timeout each) until stopped or `max_seconds` passed; every answer recorded
     as (time, ok, what) so a test can count the failures of an outage."""
 
-    def __init__(self, api_url: str, records: list[dict], clients: int = 2, max_seconds=300):
+    def __init__(
+        self,
+        api_url: str,
+        records: list[dict],
+        clients: int = 2,
+        max_seconds=300,
+        headers: dict[str, str] | None = None,
+    ):
         self.url, self.records, self.max_seconds = f"{api_url}/predict", records, max_seconds
+        self.headers = headers or {}
         self.results: list[tuple[float, bool, str]] = []
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(k,)) for k in range(clients)]
@@ -291,7 +311,7 @@ class PredictLoad:
         import httpx
 
         deadline = time.monotonic() + self.max_seconds
-        with httpx.Client(timeout=2) as client:
+        with httpx.Client(timeout=2, headers=self.headers) as client:
             i = k
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 record = self.records[i % len(self.records)]

@@ -20,7 +20,7 @@ from covertype.serve import create_app
 from covertype.serve.compiled import ONNX_TOLERANCE
 from covertype.serve.fast import records_frame
 from covertype.serve.records import EXAMPLE
-from covertype.settings import Settings
+from covertype.settings import MissingSecret, Settings, SettingsError, get_settings
 from covertype.testing import records_of
 from covertype.train import fit_pipeline
 
@@ -41,9 +41,19 @@ TAGS = {
 }
 
 
+# The unit API runs with keys on, as compose and k8s do; each client sends one.
+API_KEYS = ("unit-key-one-0123456789", "unit-key-two-0123456789")
+METRICS_KEY = "unit-scraper-key-0123456789"
+KEYED = {"X-API-Key": API_KEYS[1]}
+SCRAPER = {"Authorization": f"Bearer {METRICS_KEY}"}
+
+
 def settings_for(tmp_path, max_batch: int = MAX_BATCH) -> Settings:
     return Settings(
         _env_file=None,
+        auth="on",
+        api_keys=",".join(API_KEYS),
+        metrics_key=METRICS_KEY,
         home=tmp_path,
         model_name="covertype-unit",
         model_alias="champion",
@@ -78,19 +88,19 @@ def api(pipeline, tmp_path_factory):
     """The app serving `pipeline` as version 3; its lifespan runs (and asks no registry)."""
     app = create_app(settings_for(tmp_path_factory.mktemp("api")), watch=False)
     app.state.holder.serve_pipeline(pipeline, "3", tags=TAGS)
-    with TestClient(app) as client:
+    with TestClient(app, headers=KEYED) as client:
         yield client
 
 
 @pytest.fixture
 def empty_api(tmp_path):
     """An app with no model at all."""
-    with TestClient(create_app(settings_for(tmp_path), watch=False)) as client:
+    with TestClient(create_app(settings_for(tmp_path), watch=False), headers=KEYED) as client:
         yield client
 
 
 def samples(client: TestClient) -> dict[tuple[str, frozenset], float]:
-    text = client.get("/metrics").text
+    text = TestClient(client.app).get("/metrics", headers=SCRAPER).text  # without the API key
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -405,3 +415,84 @@ def test_explain_answers_501_naming_a_family_without_contributions(empty_api, re
         "(ExtraTreesClassifier) does not give; lightgbm models have them"
     )
     assert empty_api.post("/predict", json=EXAMPLE).status_code == 200
+
+
+# ---------------------------------------------------------------- API keys
+
+
+def test_without_a_key_predict_is_401_saying_how_to_send_one(api, check_records):
+    anonymous = TestClient(api.app)
+    for headers in ({}, {"X-API-Key": ""}, {"Authorization": "Basic dXNlcjpwdw=="}):
+        answer = anonymous.post("/predict", json=check_records[0], headers=headers)
+        assert answer.status_code == 401, headers
+        assert "X-API-Key" in answer.json()["detail"] and "Bearer" in answer.json()["detail"]
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+    wrong = anonymous.post("/predict", json=check_records[0], headers={"X-API-Key": "x" * 20})
+    assert (wrong.status_code, wrong.json()["detail"]) == (401, "invalid API key")
+    # Unknown paths too: a 401 tells nothing about what exists.
+    assert anonymous.get("/admin").status_code == 401
+
+
+def test_each_key_opens_the_api_by_either_header(api, check_records):
+    anonymous = TestClient(api.app)
+    for key in API_KEYS:
+        for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
+            assert anonymous.post("/predict", json=check_records[0], headers=headers).is_success
+    assert anonymous.post("/predict/batch", json=check_records[:3], headers=KEYED).is_success
+
+
+def test_probes_and_docs_are_open_metrics_only_to_the_scrapers_key(api):
+    anonymous = TestClient(api.app)
+    for path in ("/health", "/ready", "/docs", "/openapi.json"):
+        assert anonymous.get(path).status_code == 200, path
+    assert anonymous.get("/model").status_code == 401
+    assert anonymous.get("/metrics").status_code == 401
+    refused = anonymous.get("/metrics", headers=KEYED)  # an API key cannot read the traffic
+    assert refused.status_code == 401 and "COVERTYPE_METRICS_KEY" in refused.json()["detail"]
+    assert anonymous.get("/metrics", headers=SCRAPER).status_code == 200
+    # ... and the scraper's key cannot predict.
+    assert anonymous.get("/model", headers={"X-API-Key": METRICS_KEY}).status_code == 401
+
+
+def test_the_401s_are_counted_by_endpoint(api):
+    TestClient(api.app).get("/model")
+    counted = samples(api)
+    key = ("covertype_requests_total", frozenset({("endpoint", "/model"), ("method", "GET"),
+                                                  ("status", "401")}))  # fmt: skip
+    assert counted[key] >= 1
+
+
+def test_the_schema_offers_both_ways_to_send_a_key(api):
+    document = api.get("/openapi.json").json()
+    assert set(document["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    assert document["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
+    assert "401" in document["paths"]["/predict"]["post"]["responses"]
+    assert document["paths"]["/health"]["get"]["security"] == []
+
+
+def test_auth_on_without_keys_refuses_to_build_the_api(tmp_path):
+    settings = Settings(_env_file=None, auth="on", home=tmp_path)
+    with pytest.raises(MissingSecret, match="COVERTYPE_API_KEYS is not set"):
+        create_app(settings, watch=False)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("", "key 1 of 1 is empty"),
+        ("short", "key 1 of 1 is too short (5 characters): at least 16"),
+        ("a-good-key-0123456789,x", "key 2 of 2 is too short (1 characters)"),
+        ("a-good-key-0123456789,,", "key 2 of 3 is empty"),
+        ("a-good-key 0123456789", "may not contain spaces"),
+    ],
+)
+def test_bad_keys_are_refused_naming_the_variable_never_the_key(keys, message, monkeypatch):
+    monkeypatch.setenv("COVERTYPE_API_KEYS", keys)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError) as error:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "COVERTYPE_API_KEYS=<hidden>" in str(error.value) and message in str(error.value)
+    assert "0123456789" not in str(error.value)

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from covertype import __version__, logs
+from covertype.serve import auth
 from covertype.serve.metrics import MULTIPROC_ENV, Metrics
 from covertype.serve.model import ModelHolder
 from covertype.serve.predlog import ANSWERED, PredictionLog
@@ -199,12 +200,29 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
     app.state.predictions = predictions
     # The drift gauges read the data DB's reports: only an API that watches the registry.
     app.state.drift_gauges = DriftGauges(settings, metrics) if watch else None
+    if settings.auth == "on":
+        auth.check_configured(settings)
+        metrics_key = settings.metrics_key.get_secret_value() if settings.metrics_key else None
+        # Inside the request context (added after it runs first): a 401 is timed and logged.
+        app.add_middleware(auth.ApiKeys, keys=settings.accepted_api_keys, metrics_key=metrics_key)
+        _document_keys(app)
     app.add_middleware(
         RequestContext, metrics=metrics, access=settings.serve_access_log, predictions=predictions
     )
     app.add_exception_handler(RequestValidationError, invalid)
     include_routes(app, settings.serve_max_batch)
     return app
+
+
+def _document_keys(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = auth.document(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 # ---------------------------------------------------------------- the server
@@ -215,6 +233,7 @@ def run(settings: Settings, host: str | None = None, port: int | None = None) ->
     the request id), a graceful shutdown, and COVERTYPE_SERVE_WORKERS processes."""
     import uvicorn
 
+    auth.check_configured(settings)  # here, not once in each worker
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     options: dict[str, Any] = {
         "host": host or settings.serve_host,
