@@ -15,7 +15,10 @@ wrk (a C load generator; Locust would compete for the 2 cores) for `--duration` 
       4xx/5xx answers only; `--access-log all` logs every request; the prediction log on,
       into a SQLite data DB);
   (c0) the same with COVERTYPE_PREDICTION_LOG=off: (c) must keep ≥ 90% of its req/s;
-  (d) `covertype serve` with every default: the served path (ONNX Runtime's trees).
+  (d) `covertype serve` with every default: the served path (ONNX Runtime's trees), logins
+      off (COVERTYPE_AUTH=off);
+  (dk) the same with API keys on (three keys configured, wrk sending the last one as
+      X-API-Key): (dk) must keep ≥ 95% of (d)'s req/s.
 (c) and (d) are also loaded with /predict/batch of 1,000 records at 2 connections
 (`--batch-seconds`), in rows/s. `--servers c,c0` measures only some of them; `--rounds 3`
 measures them three times, interleaved, and checks each one's median (a shared machine's
@@ -64,13 +67,15 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 ANCHOR = {"n_estimators": 500, "num_leaves": 127, "learning_rate": 0.1}
 BODIES = 100
+BENCH_KEY = "bench-serve-key-" + uuid.uuid4().hex
 
 LUA = """
 local bodies = {%(bodies)s}
 local i = 0
 request = function()
   i = i %% #bodies + 1
-  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, bodies[i])
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"%(headers)s},
+    bodies[i])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -115,6 +120,8 @@ class Server(processes.Server):
     def __init__(self, name: str, command: list[str], env: dict, log: Path, port: int):
         super().__init__(command, log, env=os.environ | env, url=f"http://127.0.0.1:{port}")
         self.name = name
+        # (dk) sends the key its server asks for; the others send none.
+        self.headers = {"X-API-Key": BENCH_KEY} if env.get("COVERTYPE_AUTH") == "on" else {}
 
     def start(self, ready: str, timeout: float = 300) -> Server:
         super().start(ready, timeout)
@@ -145,11 +152,13 @@ class Point:
     errors: int
 
 
-def wrk(url: str, path: str, bodies: list[str], connections: int, seconds: int, tmp: Path):
+def wrk(url: str, path: str, bodies: list[str], connections: int, seconds: int, tmp: Path,
+        headers: dict[str, str] | None = None):  # fmt: skip
     """One wrk run; (requests/s, p50 ms, p99 ms, errors: socket + non-2xx)."""
     script = tmp / f"bench-{uuid.uuid4().hex[:6]}.lua"
     quoted = ", ".join(json.dumps(b) for b in bodies)  # JSON strings are valid Lua strings
-    script.write_text(LUA % {"bodies": quoted, "path": path})
+    extra = "".join(f", [{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items())
+    script.write_text(LUA % {"bodies": quoted, "path": path, "headers": extra})
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s",
          str(script), url],
@@ -179,18 +188,19 @@ def batch_records(frame, k: int) -> list[dict]:
 
 def measure_batch(server: Server, bodies: list[str], args, tmp: Path) -> Point:
     """/predict/batch of 1,000 records at 2 connections: rows/s in `rps`."""
-    wrk(server.url, "/predict/batch", bodies, 2, 3, tmp)  # warm-up
-    rps, p50, p99, errors = wrk(server.url, "/predict/batch", bodies, 2, args.batch_seconds, tmp)
+    h = server.headers
+    wrk(server.url, "/predict/batch", bodies, 2, 3, tmp, h)  # warm-up
+    rps, p50, p99, errors = wrk(server.url, "/predict/batch", bodies, 2, args.batch_seconds, tmp, h)
     say(f"{server.name}: batch of 1,000: {rps * 1000:,.0f} rows/s, p50 {p50:.0f} ms")
     return Point(server.name, 2, rps * 1000, p50, p99, errors)
 
 
 def measure(server: Server, path: str, bodies: list[str], args, tmp: Path) -> list[Point]:
     say(f"{server.name}: warm-up {args.warmup}s")
-    wrk(server.url, path, bodies, 8, args.warmup, tmp)
+    wrk(server.url, path, bodies, 8, args.warmup, tmp, server.headers)
     points = []
     for c in args.connections:
-        rps, p50, p99, errors = wrk(server.url, path, bodies, c, args.duration, tmp)
+        rps, p50, p99, errors = wrk(server.url, path, bodies, c, args.duration, tmp, server.headers)
         say(f"{server.name}: {c} connections: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         points.append(Point(server.name, c, rps, p50, p99, errors))
     return points
@@ -213,7 +223,7 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
     mlflow_server = Server(
         "mlflow",
         [str(BIN / "covertype"), "mlflow", "--port", str(port)],
-        {"COVERTYPE_HOME": str(home)},
+        {"COVERTYPE_HOME": str(home), "COVERTYPE_AUTH": "off"},  # a scratch registry
         tmp / "mlflow.log",
         port,
     ).start("/health")
@@ -316,7 +326,9 @@ def main() -> None:
     )
     parser.add_argument("--connections", default="1,8,32", help="comma-separated")
     parser.add_argument(
-        "--servers", default="a,b,c,c0,d", help="which of (a), (b), (c), (c0), (d) to measure"
+        "--servers",
+        default="a,b,c,c0,d,dk",
+        help="which of (a), (b), (c), (c0), (d), (dk) to measure",
     )
     parser.add_argument("--rows", type=int, default=90_000, help="rows stored to train on")
     parser.add_argument("--tracking-uri", help="benchmark an existing version instead")
@@ -367,6 +379,7 @@ def main() -> None:
             "COVERTYPE_MODEL_NAME": name,
             "COVERTYPE_MODEL_ALIAS": "champion",
             "COVERTYPE_SERVE_WORKERS": w,
+            "COVERTYPE_AUTH": "off",
         }
         runs = [
             (
@@ -405,6 +418,17 @@ def main() -> None:
                 [str(BIN / "covertype"), "serve"],
                 serve_env | {
                     "COVERTYPE_HOME": str(tmp / "serve-home-d"),
+                },
+                "/ready", "/predict", ours_bodies,
+            ),
+            (
+                "(dk) covertype serve /predict, served path, API keys on",
+                [str(BIN / "covertype"), "serve"],
+                serve_env | {
+                    "COVERTYPE_HOME": str(tmp / "serve-home-dk"),
+                    "COVERTYPE_AUTH": "on",
+                    # Three keys: the one sent is the last compared.
+                    "COVERTYPE_API_KEYS": f"other-key-{'1' * 16},other-key-{'2' * 16},{BENCH_KEY}",
                 },
                 "/ready", "/predict", ours_bodies,
             ),
@@ -496,6 +520,13 @@ def report(points, batches, ready_s, args, timing, model_kind, load_before, vers
         print(
             f"\n  {verdict}  prediction log on: {on.rps:,.0f} req/s = {on.rps / off.rps:.0%} of "
             f"off ({off.rps:,.0f}) at 8 connections (target ≥ 90%)"
+        )
+    if {"(d)", "(dk)"} <= set(at8):
+        on, off = at8["(dk)"], at8["(d)"]
+        verdict = "PASS" if on.rps >= 0.95 * off.rps else "FAIL"
+        print(
+            f"\n  {verdict}  API keys on: {on.rps:,.0f} req/s = {on.rps / off.rps:.0%} of "
+            f"off ({off.rps:,.0f}) at 8 connections (target ≥ 95%)"
         )
     if not {"(a)", "(b)", "(c)"} <= set(at8):
         return

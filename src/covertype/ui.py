@@ -10,8 +10,10 @@ predicts at once, so a prediction can be shared as a link.
 
 from __future__ import annotations
 
+import hmac
 import io
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -84,13 +86,18 @@ def call(settings: Settings, method: str, path: str, **kwargs) -> object:
     """The API's JSON answer, or ApiError with what went wrong in words."""
     url = f"{settings.api_url}{path}"
     try:
-        response = httpx.request(method, url, timeout=30, **kwargs)
+        response = httpx.request(method, url, timeout=30, headers=settings.api_headers, **kwargs)
     except httpx.HTTPError as error:
         raise ApiError(
             f"The inference API at {settings.api_url} is not reachable ({error})."
         ) from None
     if response.status_code == 503:
         raise ApiError(f"No model is served yet: {http_errors.detail(response)}")
+    if response.status_code == 401:
+        raise ApiError(
+            f"The inference API refused the UI's key (COVERTYPE_API_KEY): "
+            f"{http_errors.detail(response)}"
+        )
     if response.status_code == 422:
         problems = response.json().get("detail", [])
         raise ApiError("Invalid input: " + "; ".join(p.get("msg", str(p)) for p in problems))
@@ -368,15 +375,48 @@ def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "–"
 
 
+def signed_in(settings: Settings) -> bool:
+    """The password gate (COVERTYPE_UI_USER / COVERTYPE_UI_PASSWORD): True once this
+    browser session has signed in, else the form is drawn. A reload is a new session."""
+    if settings.auth != "on" or st.session_state.get("signed_in"):
+        return True
+    if settings.ui_password is None:
+        st.error(
+            "COVERTYPE_UI_PASSWORD is not set: with COVERTYPE_AUTH=on this UI opens only with "
+            "a password (12 characters or more)."
+        )
+        return False
+    with st.form("sign-in"):
+        st.subheader("Sign in")
+        user = st.text_input("User", key="sign_in_user")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        # Both compared in constant time, and both always: the timing tells nothing.
+        good_user = hmac.compare_digest(user.encode(), settings.ui_user.encode())
+        secret = settings.ui_password.get_secret_value().encode()
+        if hmac.compare_digest(password.encode(), secret) & good_user:
+            st.session_state["signed_in"] = True
+            st.rerun()
+        time.sleep(1)  # each wrong guess costs a second
+        st.error("Wrong user name or password.")
+    return False
+
+
 def main() -> None:
     settings = Settings()
     st.set_page_config(page_title="covertype", page_icon="🌲", layout="wide")
     st.title("Forest cover type")
+    if not signed_in(settings):
+        st.stop()
     with st.sidebar:
         st.header("Services")
         for name, url in links(settings, locust_running(settings)).items():
             st.markdown(f"- [{name}]({url})")
         st.caption(f"Inference API: {settings.api_url}")
+        if settings.auth == "on" and st.button("Sign out"):
+            st.session_state.clear()
+            st.rerun()
     predict, batch, card, monitoring = st.tabs(
         ["Predict", "Batch (CSV)", "Model card", "Monitoring"]
     )

@@ -46,7 +46,7 @@ class Supervised:
         self.home = tmp / "home"
         self.supervisor = Supervisor(self.home)
         self.supervisor.write_config(
-            [(name, command, True) for name, command in programs.items()], cwd=tmp
+            [(name, command, True, {}) for name, command in programs.items()], cwd=tmp
         )
         env = clean_env({"COVERTYPE_HOME": str(self.home)})
         self.process = self.supervisor.spawn(env, tmp / "supervisord.out")

@@ -10,7 +10,13 @@ from streamlit.testing.v1 import AppTest
 
 from covertype import schema, ui
 from covertype.serve.records import EXAMPLE
-from covertype.testing import SCREENSHOTS, ServerProcess, free_port, headless_chromium
+from covertype.testing import SCREENSHOTS, ServerProcess, free_port, headless_chromium, run_cli
+
+
+@pytest.fixture(autouse=True)
+def logins_off(monkeypatch):
+    """The page's own tests run without the gate; the gate's tests below turn it on."""
+    monkeypatch.setenv("COVERTYPE_AUTH", "off")
 
 
 @pytest.fixture
@@ -233,3 +239,70 @@ def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path
         app.stop()
     assert shot.stat().st_size > 20_000
     print(f"\nscreenshot: {shot}")
+
+
+# ---------------------------------------------------------------- the password gate
+
+UI_PASSWORD = "a-ui-password-for-tests"
+
+
+def gated(monkeypatch, **env: str) -> AppTest:
+    monkeypatch.setenv("COVERTYPE_AUTH", "on")
+    monkeypatch.setenv("COVERTYPE_API_URL", f"http://127.0.0.1:{free_port()}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app.run()
+    assert not app.exception
+    return app
+
+
+def sign_in(app: AppTest, user: str, password: str) -> AppTest:
+    app.text_input(key="sign_in_user").input(user)
+    app.text_input(key="sign_in_password").input(password)
+    return app.button[0].click().run()
+
+
+def test_the_ui_shows_nothing_but_the_sign_in_form_until_the_password_is_given(monkeypatch):
+    app = gated(monkeypatch, COVERTYPE_UI_PASSWORD=UI_PASSWORD)
+    assert [s.value for s in app.subheader] == ["Sign in"]
+    assert not app.tabs and not app.sidebar.markdown  # no tab, no link, no API URL
+    for user, password in (("covertype", "wrong-password-12"), ("someone", UI_PASSWORD)):
+        sign_in(app, user, password)
+        assert not app.exception
+        assert [e.value for e in app.error] == ["Wrong user name or password."]
+        assert not app.tabs
+    sign_in(app, "covertype", UI_PASSWORD)
+    assert not app.exception
+    assert "Wrong user name or password." not in [e.value for e in app.error]
+    assert len(app.tabs) == 4
+    assert any("Inference API docs" in m.value for m in app.sidebar.markdown)
+    app.sidebar.button[0].click().run()  # sign out
+    assert not app.tabs and [s.value for s in app.subheader] == ["Sign in"]
+
+
+def test_the_gate_takes_its_user_from_the_settings(monkeypatch):
+    app = gated(monkeypatch, COVERTYPE_UI_PASSWORD=UI_PASSWORD, COVERTYPE_UI_USER="forester")
+    sign_in(app, "covertype", UI_PASSWORD)
+    assert not app.tabs
+    sign_in(app, "forester", UI_PASSWORD)
+    assert len(app.tabs) == 4
+
+
+def test_without_a_password_the_ui_says_which_variable_opens_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("COVERTYPE_UI_PASSWORD", raising=False)
+    app = gated(monkeypatch)
+    assert app.error[0].value.startswith("COVERTYPE_UI_PASSWORD is not set")
+    assert not app.tabs and not app.text_input
+    # ... and `covertype ui` refuses to start, saying the same; an empty or short one too.
+    for value, message in (
+        (None, "COVERTYPE_UI_PASSWORD is not set: with COVERTYPE_AUTH=on the UI opens only"),
+        ("", "COVERTYPE_UI_PASSWORD=<hidden>: a password is empty"),
+        ("short", "COVERTYPE_UI_PASSWORD=<hidden>: a password is too short (5 characters)"),
+    ):
+        env = {"COVERTYPE_AUTH": "on", "COVERTYPE_HOME": str(tmp_path / "home")}
+        if value is not None:
+            env["COVERTYPE_UI_PASSWORD"] = value
+        done = run_cli(["ui", "--port", str(free_port())], env, cwd=tmp_path, timeout=60)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -4,9 +4,13 @@ import os
 import time
 from pathlib import Path
 
-from covertype.stack import commands, tree
+import pytest
+
+from covertype.settings import Settings
+from covertype.stack import commands, logins, tree
 from covertype.stack.services import SERVICES, TABLE, installed, prepare_environment
 from covertype.stack.state import BACKOFF, FAILED, RUNNING, Exit, ServiceRecord
+from covertype.stack.supervisor import Supervisor
 from covertype.testing import BIN
 
 
@@ -157,3 +161,91 @@ def test_an_up_that_exited_is_not_alive_while_it_waits_to_be_reaped(tmp_path):
     alive = StackState(pid=os.getpid(), created=psutil.Process().create_time(),
                        home=str(tmp_path), fast=True, started_at="now")  # fmt: skip
     assert commands.up_alive(alive) is True
+
+
+# ---------------------------------------------------------------- logins
+
+
+def test_the_first_up_generates_the_logins_once_in_a_file_only_its_user_reads(
+    monkeypatch, tmp_path
+):
+    mine = {"COVERTYPE_UI_PASSWORD": "mine-and-long-enough"}
+    environ = {"PATH": "/usr/bin", "COVERTYPE_HOME": str(tmp_path), **mine}
+    monkeypatch.setattr(os, "environ", environ)
+    generated = logins.prepare(tmp_path, environ)
+    path = logins.secrets_file(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert set(generated) == set(logins.GENERATED) - {"COVERTYPE_UI_PASSWORD"}  # env wins
+    assert environ["COVERTYPE_UI_PASSWORD"] == "mine-and-long-enough"
+    assert "mine-and-long-enough" not in path.read_text()
+    assert (
+        environ["COVERTYPE_API_KEYS"]
+        == environ["COVERTYPE_API_KEY"]
+        == generated["COVERTYPE_API_KEY"]
+    )
+    # The stack's own processes sign in to MLflow as the training user.
+    assert environ["MLFLOW_TRACKING_USERNAME"] == "covertype-train"
+    assert environ["MLFLOW_TRACKING_PASSWORD"] == generated["COVERTYPE_MLFLOW_TRAIN_PASSWORD"]
+    settings = Settings()  # every generated secret is one the settings accept
+    assert settings.accepted_api_keys == (generated["COVERTYPE_API_KEY"],)
+    # A second `up`: nothing new, the same secrets read back.
+    again = {"PATH": "/usr/bin", "COVERTYPE_HOME": str(tmp_path), **mine}
+    assert logins.prepare(tmp_path, again) == {}
+    for variable, value in generated.items():
+        assert again[variable] == value
+    # What `up` prints: the secrets the first time only, where they are always.
+    first = "\n".join(logins.describe(settings, generated))
+    assert generated["COVERTYPE_API_KEY"] in first and str(path) in first
+    later = "\n".join(logins.describe(settings, {}))
+    assert generated["COVERTYPE_API_KEY"] not in later and str(path) in later
+
+
+def test_a_key_list_from_the_environment_gives_the_stack_its_first_key(monkeypatch, tmp_path):
+    keys = "first-key-0123456789,second-key-0123456789"
+    environ = {"PATH": "/usr/bin", "COVERTYPE_HOME": str(tmp_path), "COVERTYPE_API_KEYS": keys}
+    monkeypatch.setattr(os, "environ", environ)
+    logins.prepare(tmp_path, environ)
+    assert environ["COVERTYPE_API_KEYS"] == keys
+    assert environ["COVERTYPE_API_KEY"] == "first-key-0123456789"
+
+
+def test_the_api_and_the_ui_sign_in_to_mlflow_as_their_own_users(tmp_path):
+    passwords = {"mlflow_serve_password": "serve-password-1", "mlflow_ui_password": "ui-password-1"}
+    settings = Settings(_env_file=None, auth="on", **passwords)
+    assert logins.service_environment(settings, "serve") == {
+        "MLFLOW_TRACKING_USERNAME": "covertype-serve",
+        "MLFLOW_TRACKING_PASSWORD": "serve-password-1",
+    }
+    assert logins.service_environment(settings, "ui")["MLFLOW_TRACKING_USERNAME"] == "covertype-ui"
+    assert logins.service_environment(settings, "mlflow") == {}
+    off = Settings(_env_file=None, auth="off", mlflow_serve_password="serve-password-1")
+    assert logins.service_environment(off, "serve") == {}
+
+
+def test_a_services_environment_reaches_supervisord_as_written(tmp_path):
+    from supervisor.datatypes import dict_of_key_value_pairs
+
+    tricky = 'a"b\\c%d,e=f'
+    supervisor = Supervisor(tmp_path)
+    programs = [("serve", ["true"], True, {"X_SECRET": tricky, "Y": "2", "Z": "it's"})]
+    supervisor.write_config(programs, tmp_path)
+    assert supervisor.config.stat().st_mode & 0o777 == 0o600  # it holds MLflow logins
+    [line] = [x for x in supervisor.config.read_text().splitlines() if x.startswith("environment=")]
+    # supervisord expands %(...)s first (%% is a %), then splits KEY="value" pairs.
+    parsed = dict_of_key_value_pairs(line.removeprefix("environment=").replace("%%", "%"))
+    assert parsed == {"X_SECRET": tricky, "Y": "2", "Z": "it's"}
+    with pytest.raises(ValueError, match="both ' and"):
+        supervisor.write_config([("ui", ["true"], True, {"X": "\"'"})], tmp_path)
+
+
+def test_logins_off_is_refused_when_a_service_listens_beyond_this_machine(monkeypatch, tmp_path):
+    environ = {"PATH": "/usr/bin", "COVERTYPE_HOME": str(tmp_path), "COVERTYPE_AUTH": "off",
+               "COVERTYPE_UI_HOST": "0.0.0.0"}  # fmt: skip
+    monkeypatch.setattr(os, "environ", environ)
+    said: list[str] = []
+    assert commands.up(echo=said.append) == 1
+    assert "COVERTYPE_AUTH=off is only for a stack on 127.0.0.1" in said[0]
+    assert "COVERTYPE_UI_HOST=0.0.0.0" in said[0]
+    assert not (tmp_path / "stack").exists()  # nothing started
+    monkeypatch.setattr(os, "environ", {"PATH": "/usr/bin"})
+    assert logins.exposed(Settings(_env_file=None), commands.HOST_FIELDS) == []

@@ -89,7 +89,7 @@ class Summary:
 def model_version(settings: Settings) -> str:
     """The version the API serves (from GET /model), or why it is unknown."""
     try:
-        response = httpx.get(f"{settings.api_url}/model", timeout=10)
+        response = httpx.get(f"{settings.api_url}/model", timeout=10, headers=settings.api_headers)
     except httpx.HTTPError as error:
         return f"unknown ({settings.api_url} unreachable: {error})"
     if response.status_code != 200:

@@ -47,6 +47,9 @@ class InferenceUser(HttpUser):
     wait_time = between(0.0, 0.05)
     host = settings.api_url
 
+    def on_start(self) -> None:
+        self.client.headers.update(settings.api_headers)  # COVERTYPE_API_KEY
+
     def _post(self, path: str, body: object, records: list[dict]) -> None:
         with self.client.post(path, json=body, catch_response=True, name=path) as response:
             if response.status_code == 0:  # no answer at all

@@ -24,7 +24,7 @@ import psutil
 
 from covertype.processes import alive, memory_bytes, session_members, stop_processes, stop_sessions
 from covertype.settings import Settings
-from covertype.stack import news
+from covertype.stack import logins, news
 from covertype.stack.services import (
     AIRFLOW,
     BY_NAME,
@@ -48,6 +48,8 @@ from covertype.stack.watch import Watcher, mib, now, table
 
 Echo = Callable[[str], None]
 SHUTDOWN_SECONDS = STOP_WAIT_SECONDS + 30
+# Where the stack's services listen (COVERTYPE_AUTH=off needs every one on 127.0.0.1).
+HOST_FIELDS = [s.host_field for s in SERVICES]
 
 
 def say(line: str) -> None:
@@ -113,6 +115,15 @@ def up(fast: bool = False, verbose: bool = False, echo: Echo = say) -> int:
     a service was failed when it stopped."""
     settings = prepare_environment(fast)
     home = settings.home
+    if settings.auth == "off" and (exposed := logins.exposed(settings, HOST_FIELDS)):
+        echo(
+            "covertype up: COVERTYPE_AUTH=off is only for a stack on 127.0.0.1, and these "
+            f"listen elsewhere: {', '.join(exposed)}. Unset COVERTYPE_AUTH (logins on) or "
+            "bind them to 127.0.0.1."
+        )
+        return 1
+    generated = logins.prepare(home, os.environ) if settings.auth == "on" else {}
+    settings = Settings()
     previous = StackState.load(home)
     if previous and up_alive(previous):
         echo(
@@ -131,7 +142,10 @@ def up(fast: bool = False, verbose: bool = False, echo: Echo = say) -> int:
         path.unlink()  # a new stack: no exits counted yet
     supervisor = Supervisor(home)
     # Airflow's components wait for their metadata DB (the watcher migrates it first).
-    programs = [(s.name, s.command(), s.group != AIRFLOW) for s in SERVICES]
+    programs = [
+        (s.name, s.command(), s.group != AIRFLOW, logins.service_environment(settings, s.name))
+        for s in SERVICES
+    ]
     supervisor.write_config(programs, cwd=Path.cwd())
     child = supervisor.spawn(os.environ, supervisor.log_path("supervisord"))
     try:
@@ -162,6 +176,8 @@ def up(fast: bool = False, verbose: bool = False, echo: Echo = say) -> int:
         f"covertype up{' --fast' if fast else ''}: starting {', '.join(s.name for s in SERVICES)} "
         f"under supervisord (state: {home}; logs: {supervisor.logs}/<service>.log)"
     )
+    for line in logins.describe(settings, generated):
+        echo(line)
     for service in NOT_INSTALLED:
         echo(
             f"{service.title} is not installed ({INSTALL_HINTS[service.name]}): the stack "
@@ -313,7 +329,7 @@ def status(settings: Settings, echo: Echo = say) -> int:
         echo(f"supervisord does not answer on {supervisor.socket}")
     rows = [("service", "state", "restarts", "last exit", "memory", "health", "URL")]
     all_good = alive and bool(programs)
-    with httpx.Client(timeout=5) as client:
+    with news.client(settings) as client:
         health = news.Health(settings, client)
         records = _records(home)
         for service in SERVICES:

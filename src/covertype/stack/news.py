@@ -6,6 +6,7 @@ watcher of `covertype up` turns them into progress lines, `covertype status` int
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import time
 from collections.abc import Iterable
@@ -14,6 +15,34 @@ import httpx
 
 from covertype.settings import Settings
 from covertype.stack.services import Service
+
+
+class StackLogins(httpx.Auth):
+    """The stack's logins on each request: MLflow's basic auth (the stack's own user) on
+    the tracking server's URLs, the API key on the inference API's."""
+
+    def __init__(self, settings: Settings):
+        self.mlflow = settings.mlflow_tracking_uri.rstrip("/")
+        self.api = settings.api_url.rstrip("/")
+        self.basic = None
+        if settings.mlflow_tracking_username and settings.mlflow_tracking_password:
+            pair = f"{settings.mlflow_tracking_username}:"
+            pair += settings.mlflow_tracking_password.get_secret_value()
+            self.basic = "Basic " + base64.b64encode(pair.encode()).decode()
+        self.key = settings.api_key.get_secret_value() if settings.api_key else None
+
+    def auth_flow(self, request: httpx.Request):
+        url = str(request.url)
+        if self.basic and url.startswith(self.mlflow):
+            request.headers["Authorization"] = self.basic
+        elif self.key and url.startswith(self.api):
+            request.headers["X-API-Key"] = self.key
+        yield request
+
+
+def client(settings: Settings, timeout: float = 5) -> httpx.Client:
+    """An HTTP client that signs in to MLflow and the inference API as the stack does."""
+    return httpx.Client(timeout=timeout, auth=StackLogins(settings))
 
 
 class Health:

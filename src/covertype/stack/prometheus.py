@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from covertype.settings import Settings, client_host
+from covertype.settings import Settings, client_host, write_secret
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,15 @@ def _target(host: str, port: int) -> str:
     return f"{client_host(host)}:{port}"
 
 
+def key_file(settings: Settings) -> Path:
+    """The scraper's key (COVERTYPE_METRICS_KEY), where Prometheus reads it (mode 0600)."""
+    return settings.home / "prometheus" / "metrics-key"
+
+
 def config(settings: Settings, alerts: Path = ALERTS) -> dict:
-    """prometheus.yml for the local stack (a rule file only where the checkout has it)."""
+    """prometheus.yml for the local stack (a rule file only where the checkout has it).
+    With logins on, the API is scraped with the scraper's key as Bearer and MLflow as its
+    user `mlflow_metrics_user`, whose password is that same key (a file, not the config)."""
     s = settings
     jobs = {
         "covertype-api": _target(s.serve_host, s.serve_port),
@@ -50,10 +57,21 @@ def config(settings: Settings, alerts: Path = ALERTS) -> dict:
         },
         "rule_files": [str(alerts)] if alerts.exists() else [],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            {"job_name": job, "static_configs": [{"targets": [target]}], **_login(s, job)}
             for job, target in jobs.items()
         ],
     }
+
+
+def _login(settings: Settings, job: str) -> dict:
+    if settings.auth != "on" or settings.metrics_key is None:
+        return {}
+    secret = str(key_file(settings))
+    if job == "covertype-api":
+        return {"authorization": {"type": "Bearer", "credentials_file": secret}}
+    if job == "mlflow":
+        return {"basic_auth": {"username": settings.mlflow_metrics_user, "password_file": secret}}
+    return {}
 
 
 def write_config(settings: Settings) -> Path:
@@ -61,6 +79,8 @@ def write_config(settings: Settings) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "prometheus.yml"
     path.write_text(yaml.safe_dump(config(settings), sort_keys=False))
+    if settings.auth == "on" and settings.metrics_key is not None:
+        write_secret(key_file(settings), settings.metrics_key.get_secret_value())
     return path
 
 

@@ -21,10 +21,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from covertype.processes import VENV_BIN
+from covertype.settings import write_secret
 from covertype.stack import tree
 from covertype.stack.state import stack_dir
 
-Program = tuple[str, list[str], bool]  # name, command, started with supervisord
+# name, command, started with supervisord, environment of its own (beside supervisord's)
+Program = tuple[str, list[str], bool, dict[str, str]]
 
 STOP_WAIT_SECONDS = tree.GRACE_SECONDS + 15  # then supervisord SIGKILLs the guard
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
@@ -37,6 +39,18 @@ class SupervisorError(RuntimeError):
 def _value(text: str) -> str:
     # supervisord expands %(name)s in values: a literal % is %%.
     return text.replace("%", "%%")
+
+
+def _environment(variables: dict[str, str]) -> str:
+    # KEY="value",...: supervisord splits it with a non-POSIX shlex (no escapes), then strips
+    # the quotes: a value is quoted with a quote it does not contain.
+    def quoted(name: str, value: str) -> str:
+        for quote in "\"'":
+            if quote not in value:
+                return quote + value + quote
+        raise ValueError(f"{name}: supervisord cannot pass a value holding both ' and \"")
+
+    return ",".join(f"{k}={_value(quoted(k, v))}" for k, v in variables.items())
 
 
 class Supervisor:
@@ -80,9 +94,9 @@ class Supervisor:
             f"serverurl=unix://{_value(str(self.socket))}",
             "",
         ]
-        for name, command, autostart in programs:
-            if any("\n" in part for part in command):
-                raise ValueError(f"{name}: supervisord's command line cannot hold a newline")
+        for name, command, autostart, environment in programs:
+            if any("\n" in part for part in [*command, *environment.values()]):
+                raise ValueError(f"{name}: supervisord's config cannot hold a newline")
             log = self.log_path(name)
             guard = [sys.executable, "-m", "covertype.stack.tree", name, str(log), "--"]
             sections += [
@@ -99,9 +113,11 @@ class Supervisor:
                 "stdout_logfile_maxbytes=50MB",
                 "stdout_logfile_backups=2",
                 "redirect_stderr=true",
+                *([f"environment={_environment(environment)}"] if environment else []),
                 "",
             ]
-        self.config.write_text("\n".join(sections))
+        # A service's own MLflow login is in here: this user's eyes only.
+        write_secret(self.config, "\n".join(sections))
 
     def spawn(self, env: Mapping[str, str], log: Path) -> subprocess.Popen:
         """`supervisord -n` in a session of its own, SIGTERMed when this process dies."""

@@ -80,7 +80,7 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         try:
-            with httpx.Client(timeout=5) as client:
+            with news.client(self.settings) as client:
                 self._start_airflow()
                 if self._wait_until_healthy(client):
                     self._print_table()
