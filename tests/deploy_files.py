@@ -76,22 +76,40 @@ def references(text: str) -> set[str]:
     return {m["name"] or m["bare"] for m in _REFERENCE.finditer(text) if m[0] != "$$"}
 
 
-def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+class InterpolationError(ValueError):
+    """What compose says when a required variable has no value."""
+
+
+def interpolate(text: str, env: dict[str, str] | None = None, *, strict: bool = False) -> str:
     """Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR:?error}, $$. Variables not in
-    `env` take their default; a required one without a value becomes `test-<name>`."""
+    `env` take their default; a required one without a value becomes `test-<name>`, or with
+    `strict` fails as compose does (`:?` also on an empty value, `?` on an unset one only)."""
     env = env or {}
 
     def substitute(m: re.Match) -> str:
         if m[0] == "$$":
             return "$"
-        name = m["name"] or m["bare"]
-        if name in env:
-            return env[name]
-        if m["op"] and m["op"].lstrip(":") == "-":
+        name, op = m["name"] or m["bare"], m["op"] or ""
+        value = env.get(name)
+        if op.endswith("?") and strict and (value is None or (op == ":?" and not value)):
+            raise InterpolationError(f"required variable {name} is missing a value: {m['arg']}")
+        if value is not None and not (op == ":-" and not value):
+            return value
+        if op.lstrip(":") == "-":
             return m["arg"]
-        return f"test-{name.lower().replace('_', '-')}"
+        return "" if strict else f"test-{name.lower().replace('_', '-')}"
 
     return _REFERENCE.sub(substitute, text)
+
+
+def interpolate_tree(obj, env: dict[str, str]):
+    """A compose file's every string interpolated strictly with `env` (compose's .env), as
+    `docker compose config` does before anything starts."""
+    if isinstance(obj, dict):
+        return {key: interpolate_tree(value, env) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [interpolate_tree(value, env) for value in obj]
+    return interpolate(obj, env, strict=True) if isinstance(obj, str) else obj
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -153,6 +171,23 @@ def healthcheck_url(service: dict) -> SplitResult:
     """The one local URL a service's healthcheck asks."""
     [url] = re.findall(r"http://127\.0\.0\.1:\d+[^'\" ]*", " ".join(service["healthcheck"]["test"]))
     return urlsplit(url)
+
+
+def tracked_files() -> list[Path]:
+    """The repository's files as git has them (none outside a git checkout)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: " + listed.stderr.strip())
+    return [ROOT / name for name in listed.stdout.split("\0") if name]
+
+
+def git_ignored(path: Path) -> bool:
+    checked = subprocess.run(
+        ["git", "check-ignore", "-q", str(path.relative_to(ROOT))], cwd=ROOT, check=False
+    )
+    return checked.returncode == 0
 
 
 # ---------------------------------------------------------------- Dockerfiles
@@ -269,7 +304,10 @@ def served_paths(home: Path) -> ServedPaths:
         for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
             mp.setenv(name, os.environ.get(name, "0"))
         serve = Settings(
-            _env_file=None, home=home / "serve", mlflow_tracking_uri="http://127.0.0.1:9"
+            _env_file=None,
+            home=home / "serve",
+            mlflow_tracking_uri="http://127.0.0.1:9",
+            api_keys="served-paths-key-0123456789",  # the app as deployed: logins on
         )
         inference = create_inference_api(serve).openapi()
     source = create_source_api(Settings(_env_file=None, home=home / "source")).openapi()

@@ -120,7 +120,7 @@ def test_scheduler_healthcheck_asks_the_schedulers_health_server(all_services, a
 # ---------------------------------------------------------------- scripts
 
 
-def test_mysql_init_script_makes_both_databases_with_their_own_users(all_services):
+def test_mysql_init_script_makes_the_databases_with_their_own_users(all_services):
     mysql = all_services["mysql"]
     assert "./deploy/mysql/init:/docker-entrypoint-initdb.d:ro" in mysql["volumes"]
     script = ROOT / "deploy/mysql/init/01-databases.sh"
@@ -129,14 +129,15 @@ def test_mysql_init_script_makes_both_databases_with_their_own_users(all_service
     env = {k: references(v).pop() for k, v in environment(mysql).items()}
     assert env == {k: k for k in env}, "the container gets the .env names unchanged"
     harness = f'docker_process_sql() {{ cat; }}\nsource "{script}"\n'
-    passwords = {"MYSQL_COVER_TYPE_PASSWORD": "o'brien\\x", "MYSQL_MLFLOW_PASSWORD": "m1"}
+    passwords = {"MYSQL_COVER_TYPE_PASSWORD": "o'brien\\x", "MYSQL_MLFLOW_PASSWORD": "m1",
+                 "MYSQL_MLFLOW_AUTH_PASSWORD": "a1"}  # fmt: skip
     result = subprocess.run(
         ["bash", "-c", harness], env={"PATH": os.environ["PATH"], **passwords},
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     sql = result.stdout
-    for database in ("cover_type", "mlflow"):
+    for database in ("cover_type", "mlflow", "mlflow_auth"):  # MLflow's users in the last
         assert f"CREATE DATABASE IF NOT EXISTS {database} " in sql
         assert f"GRANT ALL PRIVILEGES ON {database}.* TO '{database}'@'%';" in sql
     assert "IDENTIFIED BY 'o''brien\\\\x';" in sql  # quotes and backslashes escaped

@@ -1,6 +1,8 @@
 """docker compose, read as data: each file against the compose spec; images, health, restarts
-and start order; the settings, URLs and ports each service gets; secrets only by reference,
-every variable in .env.example. The commands and scripts themselves run in
+and start order; the settings, URLs and ports each service gets; a login on every published
+service, the clients' MLflow users and API keys; secrets only by reference, none in any
+tracked file, a missing one failing compose with its message; every variable in
+.env.example. The commands and scripts themselves run in
 tests/integration/test_deploy_commands.py."""
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from tests.deploy_files import (
     SECRET_NAME,
     SETTINGS_ENV,
     SHARED,
+    InterpolationError,
     airflow_services,
     argv,
     compose_services,
     environment,
+    git_ignored,
     healthcheck_url,
     interpolate,
+    interpolate_tree,
     listening_port,
     load_yaml,
     project_services,
@@ -37,6 +42,7 @@ from tests.deploy_files import (
     run_argv,
     served_paths,
     settings_of,
+    tracked_files,
 )
 
 # Settings compose may take from .env: they mean the same on the host and in a container.
@@ -53,23 +59,42 @@ PASSED_FROM_ENV_FILE = {
     "COVERTYPE_LOCUST_PASSWORD",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    # The logins (README: Logins).
+    "COVERTYPE_API_KEYS",
+    "COVERTYPE_API_KEY",
+    "COVERTYPE_METRICS_KEY",
+    "COVERTYPE_UI_USER",
+    "COVERTYPE_UI_PASSWORD",
+    "COVERTYPE_MLFLOW_ADMIN_USER",
+    "COVERTYPE_MLFLOW_ADMIN_PASSWORD",
+    "COVERTYPE_MLFLOW_TRAIN_PASSWORD",
+    "COVERTYPE_MLFLOW_SERVE_PASSWORD",
+    "COVERTYPE_MLFLOW_UI_PASSWORD",
 }
 
 # The settings each service's code reads to do its job there (field names of Settings).
-AIRFLOW_SETTINGS = {
+MLFLOW_CLIENT = {"mlflow_tracking_uri", "mlflow_tracking_username", "mlflow_tracking_password"}
+AIRFLOW_SETTINGS = MLFLOW_CLIENT | {
     "home", "airflow_db_url", "airflow_executor", "airflow_broker_url", "airflow_host",
     "airflow_port", "source_url", "group_number", "batch_seconds", "data_db_url",
-    "mlflow_tracking_uri", "model_name", "model_alias",
+    "model_name", "model_alias",
 }  # fmt: skip
 NEEDED_SETTINGS = {
     "source": {"home", "source_host", "source_port", "source_data", "batch_seconds"},
     "mlflow": {
         "mlflow_host", "mlflow_port", "mlflow_backend_store_uri", "mlflow_artifacts_destination",
         "mlflow_allowed_hosts", "mlflow_s3_endpoint_url", "aws_access_key_id",
-        "aws_secret_access_key",
+        "aws_secret_access_key", "auth", "mlflow_auth_db_url", "mlflow_admin_password",
+        "mlflow_train_password", "mlflow_serve_password", "mlflow_ui_password", "metrics_key",
     },
-    "api": {"home", "serve_host", "serve_port", "mlflow_tracking_uri", "model_name", "model_alias"},
-    "ui": {"ui_host", "ui_port", "api_url", "mlflow_tracking_uri", "public_host"},
+    "api": MLFLOW_CLIENT | {
+        "home", "serve_host", "serve_port", "model_name", "model_alias", "auth", "api_keys",
+        "metrics_key",
+    },
+    "ui": MLFLOW_CLIENT | {
+        "ui_host", "ui_port", "api_url", "public_host", "auth", "ui_user", "ui_password",
+        "api_key",
+    },
     "airflow-init": AIRFLOW_SETTINGS,
     "airflow-apiserver": AIRFLOW_SETTINGS | {"airflow_admin_user", "airflow_admin_password"},
     "airflow-scheduler": AIRFLOW_SETTINGS,
@@ -77,9 +102,11 @@ NEEDED_SETTINGS = {
     "airflow-triggerer": AIRFLOW_SETTINGS,
     "airflow-worker": AIRFLOW_SETTINGS,
     "ingest": {"source_url", "group_number", "batch_seconds", "data_db_url"},
-    "train": {"data_db_url", "mlflow_tracking_uri", "model_name", "model_alias"},
-    "locust-master": {"api_url", "locust_host", "locust_port", "locust_user", "locust_password"},
-    "locust-worker": {"api_url"},
+    "train": MLFLOW_CLIENT | {"data_db_url", "model_name", "model_alias"},
+    "locust-master": {
+        "api_url", "locust_host", "locust_port", "locust_user", "locust_password", "api_key"
+    },
+    "locust-worker": {"api_url", "api_key"},
 }  # fmt: skip
 # Inside a container a server must listen on every interface.
 LISTEN_ANYWHERE = {
@@ -99,6 +126,32 @@ DESIGN_COMPONENTS = {
 }
 ONE_SHOT = {"minio-init", "airflow-init", "ingest", "train"}
 REQUIRED_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}")
+
+# Each published service's login: container variable -> the .env variable it comes from. The
+# gateway's is the api's (it passes the key on); the source API serves public data, open.
+LOGINS = {
+    "mlflow": {
+        "COVERTYPE_MLFLOW_ADMIN_PASSWORD": "COVERTYPE_MLFLOW_ADMIN_PASSWORD",
+        "COVERTYPE_MLFLOW_TRAIN_PASSWORD": "COVERTYPE_MLFLOW_TRAIN_PASSWORD",
+        "COVERTYPE_MLFLOW_SERVE_PASSWORD": "COVERTYPE_MLFLOW_SERVE_PASSWORD",
+        "COVERTYPE_MLFLOW_UI_PASSWORD": "COVERTYPE_MLFLOW_UI_PASSWORD",
+        "COVERTYPE_METRICS_KEY": "COVERTYPE_METRICS_KEY",
+        "COVERTYPE_MLFLOW_AUTH_DB_URL": "MYSQL_MLFLOW_AUTH_PASSWORD",
+    },
+    "api": {
+        "COVERTYPE_API_KEYS": "COVERTYPE_API_KEYS",
+        "COVERTYPE_METRICS_KEY": "COVERTYPE_METRICS_KEY",
+    },
+    "ui": {"COVERTYPE_UI_PASSWORD": "COVERTYPE_UI_PASSWORD"},
+    "airflow-apiserver": {"COVERTYPE_AIRFLOW_ADMIN_PASSWORD": "COVERTYPE_AIRFLOW_ADMIN_PASSWORD"},
+    "minio": {"MINIO_ROOT_USER": "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD": "MINIO_ROOT_PASSWORD"},
+    "grafana": {"GF_SECURITY_ADMIN_PASSWORD": "GRAFANA_ADMIN_PASSWORD"},
+    "locust-master": {"COVERTYPE_LOCUST_PASSWORD": "COVERTYPE_LOCUST_PASSWORD"},
+}
+OPEN_BY_DESIGN = {"source"}
+# The MLflow user each client signs in as, by role (Settings' mlflow_<role>_user); every
+# Airflow component is a training client (its tasks train and report drift).
+MLFLOW_ROLES = {"api": "serve", "ui": "ui", "train": "train"}
 
 
 @pytest.fixture(scope="module")
@@ -396,3 +449,167 @@ def test_env_example_gives_no_compose_secret_a_usable_value():
             assert lines, name
             for commented, value in lines:
                 assert commented or value.startswith("<"), f"{name}={value} in .env.example"
+
+
+# ---------------------------------------------------------------- compose: logins
+
+
+def login_reference(value: str) -> set[str]:
+    """The .env variables a login value takes: a required reference, alone or as the
+    password of a URL."""
+    required = REQUIRED_REFERENCE.findall(value)
+    assert required, f"{value}: not a required ${{VAR:?}} reference"
+    return {references(ref).pop() for ref in required}
+
+
+def test_every_published_service_asks_for_a_login_from_the_env_file(all_services):
+    for name, variables in LOGINS.items():
+        env = environment(all_services[name])
+        for variable, source in variables.items():
+            assert variable in env, f"{name} lacks its login {variable}"
+            assert login_reference(env[variable]) == {source}, f"{name}: {variable}"
+    for name in ("mlflow", "api", "ui"):
+        assert environment(all_services[name])["COVERTYPE_AUTH"] == "on", name
+        assert settings_of(all_services[name]).auth == "on", name
+    # Every port a browser or client reaches from another machine has a login behind it.
+    for name, service in all_services.items():
+        outside = [p for p in service.get("ports", []) if not str(p).startswith("127.0.0.1:")]
+        if outside and name not in OPEN_BY_DESIGN | {"api-gateway"}:
+            assert name in LOGINS, f"{name} publishes {outside} with no login"
+
+
+def test_the_gateway_passes_the_api_key_headers_on(main_compose):
+    conf = (ROOT / "deploy/nginx/api-gateway.conf").read_text()
+    # nginx passes every request header unless told otherwise; X-API-Key has no underscore.
+    assert not re.search(r"^\s*proxy_pass_request_headers\s+off", conf, re.M)
+    assert not re.search(r"^\s*proxy_set_header\s+(Authorization|X-API-Key)\b", conf, re.M | re.I)
+    assert "api" in main_compose["services"]["api-gateway"]["depends_on"]
+
+
+def test_every_mlflow_client_signs_in_as_its_roles_user(all_services):
+    mlflow = all_services["mlflow"]
+    server = settings_of(mlflow)
+    clients = {n: s for n, s in all_services.items() if "MLFLOW_TRACKING_URI" in environment(s)}
+    roles = MLFLOW_ROLES | {name: "train" for name in airflow_services(all_services)}
+    assert set(clients) == set(roles), "an MLflow client without a role, or a role unused"
+    for name, service in clients.items():
+        role = roles[name]
+        env = environment(service)
+        assert env["MLFLOW_TRACKING_USERNAME"] == getattr(server, f"mlflow_{role}_user"), name
+        # The same .env password the server sets for that user.
+        server_password = environment(mlflow)[f"COVERTYPE_MLFLOW_{role.upper()}_PASSWORD"]
+        assert login_reference(env["MLFLOW_TRACKING_PASSWORD"]) == references(server_password)
+        assert settings_of(service).mlflow_tracking_password is not None, name
+    # The user DB: its own MySQL database and user, made by the init script.
+    auth_db = urlsplit(interpolate(environment(mlflow)["COVERTYPE_MLFLOW_AUTH_DB_URL"]))
+    assert (auth_db.scheme, auth_db.hostname, auth_db.path) == (
+        "mysql+pymysql", "mysql", "/mlflow_auth"
+    )  # fmt: skip
+    assert auth_db.username == "mlflow_auth"
+    init = (ROOT / "deploy/mysql/init/01-databases.sh").read_text()
+    assert "CREATE DATABASE IF NOT EXISTS mlflow_auth " in init
+    assert "GRANT ALL PRIVILEGES ON mlflow_auth.* TO 'mlflow_auth'@'%';" in init
+    assert "MYSQL_MLFLOW_AUTH_PASSWORD" in environment(all_services["mysql"])
+
+
+def test_every_api_client_sends_a_key(all_services):
+    clients = {n: s for n, s in all_services.items() if "COVERTYPE_API_URL" in environment(s)}
+    assert {"ui", "locust-master", "locust-worker"} <= set(clients)
+    for name, service in clients.items():
+        env = environment(service)
+        assert login_reference(env.get("COVERTYPE_API_KEY", "")) == {"COVERTYPE_API_KEY"}, name
+
+
+def test_prometheus_scrapes_with_the_metrics_key_as_a_secret_and_listens_on_loopback(
+    main_compose,
+):
+    secrets = main_compose["secrets"]
+    prometheus = main_compose["services"]["prometheus"]
+    [name] = prometheus["secrets"]
+    # The same .env variable the api and mlflow check the scraper's credential against.
+    assert secrets[name] == {"environment": "COVERTYPE_METRICS_KEY"}
+    assert "COVERTYPE_METRICS_KEY" in LOGINS["api"] and "COVERTYPE_METRICS_KEY" in LOGINS["mlflow"]
+    config = load_yaml(ROOT / "deploy/monitoring/prometheus/compose.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["covertype-api"]["authorization"] == {
+        "type": "Bearer", "credentials_file": f"/run/secrets/{name}"
+    }  # fmt: skip
+    assert jobs["mlflow"]["basic_auth"] == {
+        "username": settings_of(main_compose["services"]["mlflow"]).mlflow_metrics_user,
+        "password_file": f"/run/secrets/{name}",
+    }
+    # No login of its own: the host's loopback only (Grafana and the UI use the network).
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]
+
+
+def compose_env(**changes: str | None) -> dict[str, str]:
+    """A filled-in .env: every variable the compose files read with a value of the right
+    length, then `changes` (None: unset)."""
+    names = set().union(*(references(path.read_text()) for path in COMPOSE_FILES))
+    env = {name: f"{name.lower().replace('_', '-')}-0123456789abcdef" for name in names}
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_a_filled_in_env_file_interpolates_every_value(path):
+    env = compose_env()
+    services = interpolate_tree(load_yaml(path), env)["services"]
+    for name, variables in LOGINS.items():
+        if name in services:
+            for variable, source in variables.items():
+                assert env[source] in services[name]["environment"][variable], (name, variable)
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_api_keys_and_says_which(value):
+    env = compose_env(COVERTYPE_API_KEYS=value)
+    with pytest.raises(InterpolationError) as error:
+        interpolate_tree(load_yaml(MAIN_COMPOSE), env)
+    assert str(error.value) == (
+        "required variable COVERTYPE_API_KEYS is missing a value: set COVERTYPE_API_KEYS in .env"
+        " (comma-separated keys of 16 or more characters)"
+    )
+    with pytest.raises(InterpolationError, match=r"set COVERTYPE_API_KEY in \.env "):
+        interpolate_tree(load_yaml(LOCUST_COMPOSE), compose_env(COVERTYPE_API_KEY=value))
+
+
+# ---------------------------------------------------------------- secrets in tracked files
+
+# An upper-case variable named like a secret, given a value (NAME=value, NAME: value).
+SECRET_ASSIGNMENT = re.compile(
+    r"(?<![\w{$])([A-Z][A-Z0-9_]*(?:PASSWORD|SECRET|KEY|TOKEN)[A-Z0-9_]*)[ \t]*[:=][ \t]*(.*)"
+)
+URL_PASSWORD = re.compile(r"://[^/:@\s'\"]+:([^@\s'\"]+)@")
+# What a secret may be written as: nothing, a <placeholder>, a reference to a variable.
+NOT_A_VALUE = re.compile(r"""["']?(<[^>]*>|\$\{[^}]*\}|\$\(|\$[A-Z_]|$)""")
+# Code and tests hold throwaway passwords for the servers they start; the locks are hashes.
+NOT_DEPLOYMENT = ("src/", "tests/", "benchmarks/")
+
+
+def test_no_secret_value_is_in_any_tracked_file():
+    checked = 0
+    for path in tracked_files():
+        relative = str(path.relative_to(ROOT))
+        if relative.startswith(NOT_DEPLOYMENT) or path.suffix == ".lock" or not path.is_file():
+            continue
+        checked += 1
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            where = f"{relative}:{number}"
+            assert "supersecret" not in line.lower(), f"{where}: the seed's password"
+            for match in SECRET_ASSIGNMENT.finditer(line):
+                assert NOT_A_VALUE.match(match[2].strip()), f"{where}: {match[1]} has a value"
+            for password in URL_PASSWORD.findall(line):
+                assert NOT_A_VALUE.match(password), f"{where}: a password in a URL"
+    assert checked > 20  # compose, .env.example, deploy/**, README, scripts
+
+
+def test_the_files_that_hold_real_secrets_are_git_ignored_and_untracked():
+    tracked = {str(p.relative_to(ROOT)) for p in tracked_files()}
+    for name in (".env", "deploy/k8s/secrets.env", "deploy/k8s/airflow-secrets.env"):
+        assert git_ignored(ROOT / name), f"{name} is not git-ignored"
+        assert name not in tracked, f"{name} is tracked"

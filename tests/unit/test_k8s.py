@@ -1,7 +1,8 @@
 """The Kubernetes manifests (deploy/k8s) and the Airflow chart values, read as data: the keys
 of each kind, selectors and named ports, probes against the routes of the service they probe,
 the autoscaled inference API, settings from the ConfigMap, secrets generated and referenced by
-name. The containers' commands run in tests/integration/test_deploy_commands.py."""
+name, every login wired as in compose. The containers' commands run in
+tests/integration/test_deploy_commands.py."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from tests.deploy_files import (
     SECRET_NAME,
     SETTINGS_ENV,
     by_kind,
+    compose_services,
     dig,
     dockerfile,
     env_file_keys,
+    environment,
     from_image,
     interpolate,
     k8s_objects,
@@ -217,6 +220,79 @@ def test_airflow_chart_values_run_our_image_with_dags_from_it_and_name_secrets_o
     assert "name: covertype-settings" in values["extraEnvFrom"]
     assert values["secret"] == [
         {"envName": "COVERTYPE_DATA_DB_URL", "secretName": "covertype-secrets",
-         "secretKey": "COVERTYPE_DATA_DB_URL"}
+         "secretKey": "COVERTYPE_DATA_DB_URL"},
+        {"envName": "MLFLOW_TRACKING_PASSWORD", "secretName": "covertype-secrets",
+         "secretKey": "COVERTYPE_MLFLOW_TRAIN_PASSWORD"},
     ]  # fmt: skip
-    assert "COVERTYPE_DATA_DB_URL" in keys["covertype-secrets"]
+    assert {s["secretKey"] for s in values["secret"]} <= keys["covertype-secrets"]
+    # The tasks sign in to MLflow as its training user, as compose's Airflow services do.
+    compose_worker = environment(compose_services()["airflow-worker"])
+    assert values["env"] == [
+        {"name": "MLFLOW_TRACKING_USERNAME", "value": compose_worker["MLFLOW_TRACKING_USERNAME"]}
+    ]
+
+
+# ---------------------------------------------------------------- logins
+
+
+def container_env(name: str) -> dict[str, dict]:
+    """A Deployment's one container's env entries by name."""
+    [container] = by_kind("Deployment")[name]["spec"]["template"]["spec"]["containers"]
+    return {variable["name"]: variable for variable in container.get("env", [])}
+
+
+@pytest.mark.parametrize("name", ["mlflow", "api", "ui"])
+def test_logins_are_wired_as_in_compose_from_the_secret(name):
+    """Every login variable compose gives the service, from covertype-secrets (or the
+    ConfigMap for COVERTYPE_AUTH, a plain value for the MLflow user name)."""
+    compose = environment(compose_services()[name])
+    logins = {
+        key for key in compose
+        if SECRET_NAME.search(key) and key.startswith(("COVERTYPE_", "MLFLOW_TRACKING_"))
+    }  # fmt: skip
+    if name == "mlflow":  # a URL with the password of the user DB's MySQL user
+        logins.add("COVERTYPE_MLFLOW_AUTH_DB_URL")
+    assert logins, name
+    env = container_env(name)
+    config = by_kind("ConfigMap")["covertype-settings"]["data"]
+    assert config["COVERTYPE_AUTH"] == compose["COVERTYPE_AUTH"] == "on"
+    for key in logins:
+        ref = dig(env.get(key, {}), "valueFrom.secretKeyRef")
+        assert ref and ref["name"] == "covertype-secrets", f"{name}: {key} from the Secret"
+        # Compose's .env variable of that value is the Secret's key of the same name.
+        from_env_file = set(re.findall(r"\$\{(\w+):\?", compose[key]))
+        assert ref["key"] in {key} | from_env_file, (name, key)
+    if "MLFLOW_TRACKING_USERNAME" in compose:
+        assert env["MLFLOW_TRACKING_USERNAME"]["value"] == compose["MLFLOW_TRACKING_USERNAME"]
+    keys = env_file_keys(K8S / "secrets.env.example")
+    assert {dig(v, "valueFrom.secretKeyRef.key") for v in env.values()} - {None} <= keys
+
+
+def test_prometheus_reads_the_metrics_key_from_the_secret_where_its_config_says():
+    pod = by_kind("Deployment")["prometheus"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted = {
+        m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]
+        if "secret" in volumes[m["name"]]
+    }  # fmt: skip
+    files = {
+        f"{path}/{item['path']}": (volume["secret"]["secretName"], item["key"])
+        for path, volume in mounted.items()
+        for item in volume["secret"]["items"]
+    }
+    config = load_yaml(ROOT / "deploy/monitoring/prometheus/k8s.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    used = {
+        jobs["covertype-api"]["authorization"]["credentials_file"],
+        jobs["mlflow"]["basic_auth"]["password_file"],
+    }
+    assert {files[path] for path in used} == {("covertype-secrets", "COVERTYPE_METRICS_KEY")}
+    # The same key the api and mlflow pods check the scraper against.
+    for name in ("api", "mlflow"):
+        ref = container_env(name)["COVERTYPE_METRICS_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "COVERTYPE_METRICS_KEY", name
+    # Readable by the user Prometheus runs as (group fsGroup), by nobody else.
+    [volume] = mounted.values()
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]

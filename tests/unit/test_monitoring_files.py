@@ -37,9 +37,17 @@ def dashboard() -> dict:
     return json.loads((GRAFANA / "covertype.json").read_text())
 
 
-def with_local_rules(config: Path, tmp_path: Path) -> Path:
-    """The config with its container path of the rules (/etc/prometheus) pointing here."""
+SCRAPE_CREDENTIAL = "/run/secrets/metrics_key"  # the compose secret, the k8s Secret's file
+
+
+def with_local_rules(config: Path, tmp_path: Path, credential: bool = True) -> Path:
+    """The config with its container paths pointing here: the rules (/etc/prometheus) and,
+    with `credential`, a scrape credential file (promtool checks that it exists)."""
     text = config.read_text().replace("/etc/prometheus/alerts.yml", str(PROMETHEUS / "alerts.yml"))
+    if credential:
+        key = tmp_path / "metrics_key"
+        key.write_text("metrics-key-0123456789abcdef")
+        text = text.replace(SCRAPE_CREDENTIAL, str(key))
     copy = tmp_path / config.name
     copy.write_text(text)
     return copy
@@ -50,6 +58,22 @@ def test_promtool_accepts_the_deployed_scrape_configs(name, tmp_path):
     checked = promtool("check", "config", str(with_local_rules(PROMETHEUS / name, tmp_path)))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 6 rules found" in checked.stdout
+
+
+@pytest.mark.parametrize("name", ["compose.yml", "k8s.yml"])
+def test_the_deployed_configs_scrape_with_the_credential_file(name, tmp_path):
+    jobs = {c["job_name"]: c for c in load_yaml(PROMETHEUS / name)["scrape_configs"]}
+    assert jobs["covertype-api"]["authorization"] == {
+        "type": "Bearer", "credentials_file": SCRAPE_CREDENTIAL
+    }  # fmt: skip
+    assert jobs["mlflow"]["basic_auth"] == {
+        "username": Settings(_env_file=None).mlflow_metrics_user,
+        "password_file": SCRAPE_CREDENTIAL,
+    }
+    # promtool refuses a credential file that is not there (Prometheus reads it per scrape).
+    config = with_local_rules(PROMETHEUS / name, tmp_path, credential=False)
+    checked = promtool("check", "config", str(config))
+    assert checked.returncode != 0 and SCRAPE_CREDENTIAL in checked.stdout + checked.stderr
 
 
 def test_promtool_accepts_the_local_stacks_config(tmp_path):
@@ -106,8 +130,9 @@ def test_a_broken_rule_file_fails_promtool(tmp_path):
 
 def test_compose_mounts_the_monitoring_files_and_publishes_the_design_ports():
     services = load_yaml(MAIN_COMPOSE)["services"]
-    for name, port in (("prometheus", 9090), ("grafana", 3000)):
-        assert services[name]["ports"] == [f"{port}:{port}"], name
+    # Prometheus has no login: the host's loopback only; Grafana asks for its admin login.
+    for name, port in (("prometheus", "127.0.0.1:9090:9090"), ("grafana", "3000:3000")):
+        assert services[name]["ports"] == [port], name
         for volume in services[name]["volumes"]:
             source = volume.split(":")[0]
             if source.startswith("./"):
