@@ -14,10 +14,18 @@ app = typer.Typer(help="covertype: the Forest Cover Type MLOps platform.", no_ar
 def main(log_level: str = typer.Option("INFO", help="Log level of the JSON logs on stderr.")):
     logs.setup(log_level.upper())
     try:
-        get_settings()
+        settings = get_settings()
     except SettingsError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
+    if settings.auth == "on":
+        import os
+
+        from covertype.stack import logins
+
+        # Beside a local stack, sign in as it does (its secrets where the environment has none).
+        if logins.load(settings.home, os.environ):
+            get_settings.cache_clear()
 
 
 @app.command()

@@ -193,6 +193,11 @@ def test_the_first_up_generates_the_logins_once_in_a_file_only_its_user_reads(
     assert logins.prepare(tmp_path, again) == {}
     for variable, value in generated.items():
         assert again[variable] == value
+    # A command beside the stack (`covertype train`, ...) signs in as the stack does.
+    beside = {"MLFLOW_TRACKING_PASSWORD": "my-own-password"}
+    assert logins.load(tmp_path, beside) and not logins.load(tmp_path / "elsewhere", {})
+    assert beside["COVERTYPE_API_KEY"] == generated["COVERTYPE_API_KEY"]
+    assert beside["MLFLOW_TRACKING_PASSWORD"] == "my-own-password"  # the environment wins
     # What `up` prints: the secrets the first time only, where they are always.
     first = "\n".join(logins.describe(settings, generated))
     assert generated["COVERTYPE_API_KEY"] in first and str(path) in first
