@@ -392,6 +392,27 @@ def _current_grant(store, username: str, kind: str, pattern: str) -> str | None:
     return None
 
 
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
+def alias_missing(client, name: str, error) -> bool:
+    """Whether `error` (an MlflowException of an alias lookup of model `name`) means there
+    is no such model or alias yet. MLflow's auth (3.17) answers a non-admin's lookup of an
+    alias of a model that does not exist with 403 "Permission denied", not 404: then the
+    model itself is asked, which says 404 to whoever may read models."""
+    from mlflow.exceptions import MlflowException
+
+    if error.error_code in NOT_FOUND_CODES:
+        return True
+    if error.error_code != "PERMISSION_DENIED":
+        return False
+    try:
+        client.get_registered_model(name)
+    except MlflowException as asked:
+        return asked.error_code == "RESOURCE_DOES_NOT_EXIST"
+    return False
+
+
 def connect(settings: Settings):
     """An MlflowClient for the tracking URI, after checking the server answers: retried
     `settings.mlflow_attempts` times, then TrackingUnreachable naming the URI."""

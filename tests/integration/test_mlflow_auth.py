@@ -208,3 +208,13 @@ def test_a_fresh_user_db_is_bootstrapped_once(data_db_url, tmp_path):
     )
     assert "MLflow user covertype-train created (train)" in tracking.bootstrap_auth(settings)
     assert tracking.bootstrap_auth(settings) == []
+
+
+def test_no_model_yet_is_no_champion_for_every_user_not_a_permission_error(trained):
+    # MLflow's auth answers a non-admin's alias lookup of a missing model with 403.
+    from covertype.monitor.reference import find_champion
+
+    settings = trained.settings.model_copy(update={"model_name": "never-registered"})
+    for role in ("train", "serve", "ui"):
+        with signed_in(role):
+            assert find_champion(client(trained), settings) is None, role

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from covertype import db, schema
+from covertype import db, schema, tracking
 from covertype.monitor import MonitoringError
 from covertype.settings import Settings
 from covertype.train import data
@@ -58,7 +58,7 @@ def find_champion(client, settings: Settings) -> Champion | None:
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+        if tracking.alias_missing(client, name, error):
             return None
         raise
     tags = version.tags

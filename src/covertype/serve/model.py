@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from covertype import schema
+from covertype import schema, tracking
 from covertype.serve.cache import ModelCache
 from covertype.serve.fast import compile_predictor
 from covertype.serve.records import EXAMPLE, EXAMPLE_2
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 FROM_REGISTRY = "registry"
 FROM_CACHE = "local cache"
 FROM_MEMORY = "memory"  # a pipeline handed to `serve_pipeline` (tests)
-# Error codes with which a reachable registry says "no such model / alias".
-NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
 
 class Observer(Protocol):
@@ -189,7 +187,11 @@ class ModelHolder:
         try:
             version = self._mlflow().get_model_version_by_alias(self.name, self.alias)
         except MlflowException as error:
-            if error.error_code not in NOT_FOUND_CODES:
+            try:
+                missing = tracking.alias_missing(self._mlflow(), self.name, error)
+            except Exception as asking:  # the registry went away between the two calls
+                raise RegistryUnreachable(f"{type(asking).__name__}: {_short(asking)}") from None
+            if not missing:
                 raise RegistryUnreachable(_short(error)) from None
             self._registry_up(None)
             if self.current is None:
