@@ -30,9 +30,7 @@ def pipeline(real_frame):
 
 def app_for(tmp_path, pipeline, **settings):
     app = create_app(
-        Settings(
-            _env_file=None, auth="off", home=tmp_path, model_name="covertype-log", **settings
-        ),
+        Settings(_env_file=None, auth="off", home=tmp_path, model_name="covertype-log", **settings),
         watch=False,
     )
     app.state.holder.serve_pipeline(pipeline, "7")
