@@ -150,10 +150,19 @@ def test_prometheus_scrapes_every_service_and_answers_every_panel(prometheus, ap
 
     wanted = {"covertype-api", "covertype-source", "mlflow", "prometheus"}
     wait_for(lambda: targets_up() == dict.fromkeys(wanted, "up"), 30, "every target up")
+    # A series is born at its first request: Prometheus must have scraped it once before a
+    # rate of it can be above 0 (the session's API may be new), so traffic, a scrape, traffic.
+    traffic(api, real_frame)
+    seen = 'covertype_request_duration_seconds_count{endpoint="/predict/batch"}'
+    wait_for(lambda: query(prometheus, seen), 30, "the request series scraped")
     traffic(api, real_frame)
 
     def predictions_counted():
-        return query(prometheus, "sum(rate(covertype_predictions_total[1m]))")
+        rates = [
+            query(prometheus, "sum(rate(covertype_predictions_total[1m])) > 0"),
+            query(prometheus, overview.TRAFFIC_QUERIES["p99 latency (ms)"] + " > 0"),
+        ]
+        return all(rates)
 
     wait_for(predictions_counted, 30, "the predictions in Prometheus")
     empty = []
