@@ -296,6 +296,10 @@ class Settings(BaseSettings):
         return self.mlflow_backend_store_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
+    def mlflow_auth_db(self) -> str:
+        return self.mlflow_auth_db_url or f"sqlite:///{self.home / 'mlflow-auth.db'}"
+
+    @property
     def mlflow_artifacts(self) -> str:
         return self.mlflow_artifacts_destination or str(self.home / "mlartifacts")
 

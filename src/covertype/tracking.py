@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from covertype.settings import Settings, safe_url
+from covertype.settings import Settings, safe_url, write_secret
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,6 @@ class ServiceUser:
     env: str  # the variable its password comes from, for the messages
 
 
-def auth_db(settings: Settings) -> str:
-    """MLflow's user DB: COVERTYPE_MLFLOW_AUTH_DB_URL, default SQLite in home."""
-    return settings.mlflow_auth_db_url or f"sqlite:///{settings.home / 'mlflow-auth.db'}"
-
-
 def auth_config_path(settings: Settings) -> Path:
     return settings.home / AUTH_CONFIG_NAME
 
@@ -209,7 +204,7 @@ def auth_config_text(settings: Settings) -> str:
         "# Written by `covertype mlflow` at each start from the settings; edits are lost.",
         "[mlflow]",
         f"default_permission = {settings.mlflow_default_permission}",
-        f"database_uri = {value(auth_db(settings))}",
+        f"database_uri = {value(settings.mlflow_auth_db)}",
         f"admin_username = {value(settings.mlflow_admin_user)}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access = false",
@@ -221,11 +216,7 @@ def auth_config_text(settings: Settings) -> str:
 def write_auth_config(settings: Settings) -> Path:
     """The config file in home, mode 0600 (it holds the user DB's URL, maybe a password)."""
     path = auth_config_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        os.fchmod(file.fileno(), 0o600)  # also when the file existed with other bits
-        file.write(auth_config_text(settings))
+    write_secret(path, auth_config_text(settings))  # a new file: 0600 also over an old one
     return path
 
 
@@ -306,7 +297,7 @@ def bootstrap_auth(settings: Settings) -> list[str]:
     from mlflow.server.auth.permissions import PERMISSION_PRIORITY
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
-    url = auth_db(settings)
+    url = settings.mlflow_auth_db
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     store = SqlAlchemyStore()

@@ -76,7 +76,7 @@ def test_bootstrap_creates_updates_and_never_lowers_a_grant(tmp_path):
     assert tracking.bootstrap_auth(settings) == []  # nothing changed, nothing done
 
     store = SqlAlchemyStore()
-    store.init_db(tracking.auth_db(settings))
+    store.init_db(settings.mlflow_auth_db)
     # What MLflow does when the training user creates the model: MANAGE, kept at restarts.
     store.grant_user_permission("covertype-train", "registered_model", "m1", "MANAGE")
     changed = auth_settings(tmp_path, mlflow_serve_password="a-new-serve-password")

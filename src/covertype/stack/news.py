@@ -29,14 +29,14 @@ class StackLogins(httpx.Auth):
             pair = f"{settings.mlflow_tracking_username}:"
             pair += settings.mlflow_tracking_password.get_secret_value()
             self.basic = "Basic " + base64.b64encode(pair.encode()).decode()
-        self.key = settings.api_key.get_secret_value() if settings.api_key else None
+        self.api_headers = settings.api_headers
 
     def auth_flow(self, request: httpx.Request):
         url = str(request.url)
         if self.basic and url.startswith(self.mlflow):
             request.headers["Authorization"] = self.basic
-        elif self.key and url.startswith(self.api):
-            request.headers["X-API-Key"] = self.key
+        elif url.startswith(self.api):
+            request.headers.update(self.api_headers)
         yield request
 
 
