@@ -14,6 +14,8 @@ encoded real rows (COVERTYPE_SOURCE_DATA), those not installed reported as such:
   onnxruntime onnxmltools' conversion (zipmap off), one intra-op thread (float32 inputs)
 
 Per candidate: preparation time (compile/convert), one-row median µs over 2,000 calls,
+µs per row when 2, 4 or 8 rows go in one call (what merging concurrent /predict calls into
+one, micro-batching, could gain: 8 connections on 2 workers hold 4 requests per worker),
 batch of 1,000 rows µs per row, and parity with the booster on `--rows` rows (classes
 equal; largest probability difference).
 """
@@ -34,17 +36,21 @@ from covertype.serve.fast import FastPredictor, _SingleRow
 from covertype.serve.model import load_pipeline
 from covertype.settings import Settings
 
+MICRO = (2, 4, 8)  # rows a worker could merge: 8 connections over 2 workers hold 4 each
 
-def median_us(call, rows: np.ndarray, n: int = 2000) -> float:
+
+def median_us(call, rows: np.ndarray, n: int = 2000, k: int = 1) -> float:
+    """Median µs per row of `call` on `k` consecutive rows at a time."""
     for i in range(50):
-        call(rows[i % len(rows) : i % len(rows) + 1])
+        call(rows[i % len(rows) : i % len(rows) + k])
     times = []
     for i in range(n):
-        row = rows[i % len(rows) : i % len(rows) + 1]
+        start = i * k % (len(rows) - k)
+        block = rows[start : start + k]
         started = time.perf_counter()
-        call(row)
+        call(block)
         times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e6
+    return statistics.median(times) * 1e6 / k
 
 
 def candidates(model, booster, n_features: int, tmp: Path):
@@ -157,6 +163,7 @@ def main() -> None:
                 continue
             prepared = time.perf_counter() - started
             single = median_us(one, X)
+            micro = " / ".join(f"{median_us(many, X, 500, k):,.0f}" for k in MICRO)
             started = time.perf_counter()
             batch = np.vstack([many(X[i : i + 1000]) for i in range(0, len(X), 1000)])
             per_row = (time.perf_counter() - started) / len(X) * 1e6
@@ -166,15 +173,18 @@ def main() -> None:
             results.append(
                 (
                     name,
-                    f"{prepared:.1f} s | {single:,.1f} | {per_row:.1f} | "
+                    f"{prepared:.1f} s | {single:,.1f} | {micro} | {per_row:.1f} | "
                     f"{same:,}/{len(X):,} | {diff:.1e}",
                 )
             )
             print(name, results[-1][1], file=sys.stderr, flush=True)
-    print("\n| candidate | prepare | one row µs | batch µs/row | same class | max Δp |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "\n| candidate | prepare | one row µs | 2 / 4 / 8 rows µs/row | batch µs/row "
+        "| same class | max Δp |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, text in results:
-        cells = text if "|" in text else f"{text} | | | |"
+        cells = text if "|" in text else f"{text} | | | | |"
         print(f"| {name} | {cells} |")
 
 

@@ -28,6 +28,9 @@ The model: a scratch MLflow server and data DB in a temporary folder, `--rows` r
 (COVERTYPE_SOURCE_DATA) stored through ingest, one LightGBM version trained by
 `covertype.train` like the serving anchors' model (500 trees × 127 leaves × 7 classes on
 ~58k training rows; minutes on a busy machine: `--state DIR` keeps it for the next run).
+`--trees N --leaves L` trains a smaller LightGBM instead (N rounds × 7 classes × L leaves,
+its own `--state`): with a model that costs little, (d) against (a) is the ceiling of our
+route itself (validation, metrics, the prediction log, the answer) on this machine.
 `--tracking-uri URL --model NAME --version V` benchmarks an existing version instead.
 Also measured in-process: one-row predict time of the served version (our record → class
 path, the booster alone, the logged pipeline on a one-row DataFrame).
@@ -65,7 +68,7 @@ from covertype.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-ANCHOR = {"n_estimators": 500, "num_leaves": 127, "learning_rate": 0.1}
+ANCHOR = {"n_estimators": 500, "num_leaves": 127, "learning_rate": 0.1}  # trees per class
 BODIES = 100
 BENCH_KEY = "bench-serve-key-" + uuid.uuid4().hex
 
@@ -229,6 +232,11 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
     ).start("/health")
     if done.is_file():
         trained = json.loads(done.read_text())
+        if (
+            trained.get("trees", ANCHOR["n_estimators"]) != args.trees
+            or trained.get("leaves", ANCHOR["num_leaves"]) != args.leaves
+        ):
+            sys.exit(f"{state} holds a model of other --trees/--leaves: use another --state")
         say(f"reusing {trained['model']} version {trained['version']} from {state}")
         return mlflow_server.url, trained["model"], trained["version"], mlflow_server
     settings = Settings(
@@ -244,11 +252,21 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
     for b, part in enumerate(np.array_split(np.arange(len(course)), 3), 1):
         ingest.store_batch(engine, ingest.Batch(7, b, [course[i] for i in part]))
     engine.dispose()
-    say(f"training LightGBM {ANCHOR} on {args.rows:,} stored rows ...")
+    params = ANCHOR | {"n_estimators": args.trees, "num_leaves": args.leaves}
+    say(f"training LightGBM {params} on {args.rows:,} stored rows ...")
     started = time.perf_counter()
-    result = train(settings, candidates=[("lightgbm", ANCHOR)])
+    result = train(settings, candidates=[("lightgbm", params)])
     say(f"version {result.version} trained in {time.perf_counter() - started:.0f}s")
-    done.write_text(json.dumps({"model": settings.model_name, "version": result.version}))
+    done.write_text(
+        json.dumps(
+            {
+                "model": settings.model_name,
+                "version": result.version,
+                "trees": args.trees,
+                "leaves": args.leaves,
+            }
+        )
+    )
     return mlflow_server.url, settings.model_name, result.version, mlflow_server
 
 
@@ -358,6 +376,12 @@ def main() -> None:
         help="which of (a), (b), (c), (c0), (d), (dk) to measure",
     )
     parser.add_argument("--rows", type=int, default=90_000, help="rows stored to train on")
+    parser.add_argument(
+        "--trees", type=int, default=ANCHOR["n_estimators"], help="boosting rounds to train"
+    )
+    parser.add_argument(
+        "--leaves", type=int, default=ANCHOR["num_leaves"], help="leaves per tree to train"
+    )
     parser.add_argument("--tracking-uri", help="benchmark an existing version instead")
     parser.add_argument("--model", default="covertype")
     parser.add_argument("--version")
