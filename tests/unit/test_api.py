@@ -8,7 +8,9 @@ logs, schemathesis) is in tests/integration/test_serve.py.
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from covertype import schema
 from covertype.serve import create_app
 from covertype.serve.compiled import ONNX_TOLERANCE
 from covertype.serve.fast import records_frame
+from covertype.serve.model import freeze_heap
 from covertype.serve.records import EXAMPLE
 from covertype.settings import MissingSecret, Settings, SettingsError, get_settings
 from covertype.testing import records_of
@@ -371,6 +374,29 @@ def test_a_new_pipeline_is_swapped_in_and_every_answer_names_it(
     assert after[("covertype_model_swaps_total", frozenset())] == 1
     loads = {"source": "memory", "outcome": "ok"}
     assert after[("covertype_model_loads_total", frozenset(loads.items()))] == 2
+
+
+def test_a_load_freezes_the_heap_and_frees_the_swapped_out_models_cycles(
+    empty_api, pipeline, real_frame
+):
+    class Cycle:  # garbage only the cyclic collector frees
+        pass
+
+    holder = empty_api.app.state.holder
+    holder.serve_pipeline(pipeline, "7")
+    assert gc.get_freeze_count() > 1000  # the model and the libraries: never scanned again
+    garbage = Cycle()
+    garbage.me = garbage
+    gone = weakref.ref(garbage)
+    holder.current.tags["cycle"] = garbage  # reachable only from the served model
+    del garbage
+    freeze_heap()  # frozen while it serves, as after a load
+    gc.collect()
+    assert gone() is not None  # the collector does not see it
+    trees = {"n_estimators": 5, "max_features": 0.5, "min_samples_leaf": 1, "max_samples": 0.5}
+    holder.serve_pipeline(fit(real_frame, "extra_trees", trees), "8")
+    assert gone() is None  # the swap's collection freed it
+    assert empty_api.post("/predict", json=EXAMPLE).json()["model_version"] == "8"
 
 
 # ---------------------------------------------------------------- explanations

@@ -17,6 +17,7 @@ swaps in whatever the alias points at now. Models are unpacked with skops trusti
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -358,6 +359,8 @@ class ModelHolder:
         )
         self.observer.model_loaded(served.source, True, seconds)
         self.observer.model_served(self.name, self.alias, served.version, previous is not None)
+        del previous
+        freeze_heap()
 
     def _load_failed(self, version: str, source: str, error: Exception) -> None:
         self.last_load_error = f"loading version {version} failed: {_short(error)}"
@@ -415,3 +418,21 @@ class ModelHolder:
 def _short(error: BaseException, limit: int = 500) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def freeze_heap() -> float:
+    """Collect once, then move every object alive to the collector's permanent generation:
+    the process's ~250k long-lived objects (the model, MLflow, pandas) are never scanned
+    again. Without it the collector's occasional full pass over them stops every request of
+    the worker for ~160 ms (measured here), the API's worst latencies. Run at each load,
+    where the previous model's cycles are freed; returns the seconds it took."""
+    started = time.perf_counter()
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    seconds = time.perf_counter() - started
+    log.info(
+        "heap frozen",
+        extra={"objects": gc.get_freeze_count(), "collect_ms": round(seconds * 1000, 1)},
+    )
+    return seconds
