@@ -338,9 +338,14 @@ def add_drift_report(engine: Engine, row: Mapping[str, object]) -> int:
 
 
 def latest_drift_report(
-    engine: Engine, kind: str, model_name: str, champion_version: str | None = None
+    engine: Engine,
+    kind: str,
+    model_name: str,
+    champion_version: str | None = None,
+    batch_number: int | None = None,
 ) -> dict | None:
-    """The newest computed report of `kind` for the model (and champion version, if given)."""
+    """The newest computed report of `kind` for the model (and champion version, and batch,
+    if given)."""
     query = select(drift_reports).where(
         drift_reports.c.kind == kind,
         drift_reports.c.model_name == model_name,
@@ -348,6 +353,8 @@ def latest_drift_report(
     )
     if champion_version is not None:
         query = query.where(drift_reports.c.champion_version == champion_version)
+    if batch_number is not None:
+        query = query.where(drift_reports.c.batch_number == batch_number)
     with engine.connect() as conn:
         row = conn.execute(query.order_by(drift_reports.c.id.desc()).limit(1)).mappings().first()
     return dict(row) if row else None

@@ -281,9 +281,11 @@ def test_dags_import_cleanly_with_expected_tasks_schedules_and_retries(airflow):
     assert collect["timetable"] == "DeltaTriggerTimetable" and collect["delta"] == 135
     assert (collect["catchup"], collect["max_active_runs"]) == (False, 1)
     assert collect["params"] == {"resume": False}
-    assert list(collect["tasks"]) == ["collect", "publish_cover_type"]
+    assert list(collect["tasks"]) == ["collect", "report_batch", "publish_cover_type"]
     task = collect["tasks"]["collect"]
-    assert task["downstream"] == ["publish_cover_type"]
+    assert task["downstream"] == ["publish_cover_type", "report_batch"]
+    # The batch's report is stored before the Asset update can start a training.
+    assert collect["tasks"]["report_batch"]["downstream"] == ["publish_cover_type"]
     assert task["retries"] == 3 and task["backoff"] == 2.0 and task["timeout"] == 300
     assert collect["tasks"]["publish_cover_type"]["outlets"] == ["cover_type"]
 
@@ -347,8 +349,15 @@ def test_collection_then_training_by_hand_then_the_policy_skips_and_drift_retrai
             time.sleep(max(0.0, BATCH_SECONDS - (time.monotonic() - results[-1][0])))
         run_id, state, tasks, output = airflow.dags_test(COLLECT_DAG, env)
         assert state == "success", output[-4000:]
-        assert tasks == {"collect": "success", "publish_cover_type": "success"}
+        assert tasks == {
+            "collect": "success",
+            "report_batch": "success",
+            "publish_cover_type": "success",
+        }
         results.append((time.monotonic(), airflow.xcom(COLLECT_DAG, run_id, "collect")))
+        report = airflow.xcom(COLLECT_DAG, run_id, "report_batch")  # made as the batch came
+        assert report["batch_number"] == len(results) and not report["computed"]
+        assert "has no version 'champion' yet" in report["reason"], report
     collected = [r for _, r in results]
     assert [r["batch_number"] for r in collected] == [1, 2, 3]
 
@@ -395,27 +404,43 @@ def test_collection_then_training_by_hand_then_the_policy_skips_and_drift_retrai
     assert name == f"{model_name}_champion"
     assert extra["version"] == trained["version"] and extra["decision"] == trained["decision"]
 
-    # The retraining policy: nothing new since the champion's training, no drift: skipped,
-    # with the reason in Airflow (the skipped task's log) and in retrain_decisions.
-    policy = env | {"COVERTYPE_DRIFT_MIN_ROWS": "30"}
+    # The next batch is reported as it is collected, against the champion serving then; the
+    # training run takes that report (the same row), so a batch that arrives while a training
+    # reads every stored row still has its report. The policy: no drift and too few new rows
+    # (90% asked for here): skipped, with the reason in Airflow (the skipped task's log) and
+    # in retrain_decisions.
+    policy = env | {
+        "COVERTYPE_DRIFT_MIN_ROWS": "30",
+        "COVERTYPE_RETRAIN_MIN_NEW_ROWS_PERCENT": "90",
+    }
+    time.sleep(max(0.0, BATCH_SECONDS - (time.monotonic() - results[-1][0])))
+    run_id, state, tasks, output = airflow.dags_test(COLLECT_DAG, policy)
+    assert tasks["report_batch"] == "success", output[-4000:]
+    collected_report = airflow.xcom(COLLECT_DAG, run_id, "report_batch")
+    assert collected_report["batch_number"] == 4 and collected_report["computed"], collected_report
+    assert collected_report["champion_version"] == trained["version"]
+    assert not collected_report["dataset_drift"] and collected_report["live_accuracy"] is not None
     run_id, state, tasks, output = airflow.dags_test(TRAIN_DAG, policy, {"apply_policy": True})
     assert tasks["train_model"] == tasks["publish_champion"] == "skipped", output[-4000:]
+    [report] = airflow.xcom(TRAIN_DAG, run_id, "monitor_batches")
+    assert report["report_id"] == collected_report["report_id"], report
     decided = airflow.xcom(TRAIN_DAG, run_id, "decide")
-    assert not decided["train"] and "0 new rows since v" in decided["reason"], decided
+    assert not decided["train"] and decided["reason"].startswith("no drift in batch 4"), decided
+    assert "new rows since v" in decided["reason"] and "(< 90%)" in decided["reason"], decided
     assert f"no retraining: {decided['reason']}" in output
     # A small batch unlike anything the champion saw (real rows against generated ones):
     # drift, so training though the new rows are few (under the 90% asked for here).
-    fill_data_db(data_db, real_frame, rows=60, batches=1, start=0, batch_number=4)
-    drifting = policy | {"COVERTYPE_RETRAIN_MIN_NEW_ROWS_PERCENT": "90"}
+    # Stored without a collection run, so the training run makes its report.
+    fill_data_db(data_db, real_frame, rows=60, batches=1, start=0, batch_number=5)
     run_id, state, tasks, output = airflow.dags_test(
-        TRAIN_DAG, drifting, {"apply_policy": True, "n_iter": 1, "families": ["lightgbm"]}
+        TRAIN_DAG, policy, {"apply_policy": True, "n_iter": 1, "families": ["lightgbm"]}
     )
     assert tasks["train_model"] == "success", output[-4000:]
     [report] = airflow.xcom(TRAIN_DAG, run_id, "monitor_batches")
-    assert report["computed"] and report["batch_number"] == 4 and report["dataset_drift"]
+    assert report["computed"] and report["batch_number"] == 5 and report["dataset_drift"]
     assert report["live_accuracy"] is not None
     decided = airflow.xcom(TRAIN_DAG, run_id, "decide")
-    assert decided["train"] and decided["reason"].startswith("drift in batch 4"), decided
+    assert decided["train"] and decided["reason"].startswith("drift in batch 5"), decided
     decisions = sqlite_rows(data_db, "SELECT train, reason FROM retrain_decisions ORDER BY id")
     assert [bool(train) for train, _ in decisions] == [True, False, True]
     print(f"\nend-to-end test took {time.monotonic() - started:.1f}s")
@@ -431,7 +456,13 @@ def test_exhausted_source_skips_the_run_and_pauses_collection_until_it_serves_ag
 ):
     source = source_server(batch_seconds=0.2)
     data_db = f"sqlite:///{tmp_path / 'cover_type.db'}"
-    env = {"COVERTYPE_SOURCE_URL": source.url, "COVERTYPE_DATA_DB_URL": data_db}
+    mlflow_down = f"http://127.0.0.1:{free_port()}"  # the batch's report cannot be made
+    env = {
+        "COVERTYPE_SOURCE_URL": source.url,
+        "COVERTYPE_DATA_DB_URL": data_db,
+        "MLFLOW_TRACKING_URI": mlflow_down,
+        "COVERTYPE_MLFLOW_ATTEMPTS": "1",
+    }
     # Serve all ten batches, so the source says all data was collected.
     for _ in range(40):
         if httpx.get(f"{source.url}/data", params={"group_number": 7}).status_code == 400:
@@ -443,7 +474,11 @@ def test_exhausted_source_skips_the_run_and_pauses_collection_until_it_serves_ag
 
     _, state, tasks, output = airflow.dags_test(COLLECT_DAG, env)
     assert state == "success"  # not failed
-    assert tasks == {"collect": "skipped", "publish_cover_type": "skipped"}
+    assert tasks == {
+        "collect": "skipped",
+        "report_batch": "skipped",
+        "publish_cover_type": "skipped",
+    }
     assert "All data was collected for group 7" in output
 
     # The next run does not call the source (its access log says): collection is paused.
@@ -457,7 +492,13 @@ def test_exhausted_source_skips_the_run_and_pauses_collection_until_it_serves_ag
     # Restarted source; a run triggered with resume asks at once and collects again.
     httpx.get(f"{source.url}/restart_data_generation", params={"group_number": 7})
     run_id, state, tasks, output = airflow.dags_test(COLLECT_DAG, env, conf={"resume": True})
-    assert tasks == {"collect": "success", "publish_cover_type": "success"}, output[-4000:]
+    assert set(tasks.values()) == {"success"}, output[-4000:]
     assert "collection resumed" in output
     stored = airflow.xcom(COLLECT_DAG, run_id, "collect")["stored"]
     assert stored > 0 and len(data_rows(data_db)) == stored
+    # MLflow unreachable: no report, said so, and the Asset update (a training) happened anyway.
+    report = airflow.xcom(COLLECT_DAG, run_id, "report_batch")
+    assert report["reason"].startswith("not made at collection"), report
+    assert mlflow_down in report["reason"] and "the training run makes it" in report["reason"]
+    [(_, name, extra)] = airflow.asset_events(before)
+    assert name == "cover_type" and extra["stored"] == stored

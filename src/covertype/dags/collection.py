@@ -10,6 +10,11 @@ batch at the first call after a window and never skips one, so each run gets the
 - **collect** fetches and stores; retried with exponential backoff, bounded by
   `COVERTYPE_COLLECT_TIMEOUT_SECONDS` per try. Storing is idempotent: a retry stores only
   what is missing. XCom: received, stored, duplicates, quarantined, batch number.
+- **report_batch**: the batch's drift report and the champion's live accuracy on it
+  (`covertype.monitor.batch_report`), made now, against the champion serving while the batch
+  arrived: made by the training run instead, a batch stored during a training would be
+  compared with a champion that trained on it. It never holds collection up: when it cannot
+  be made (MLflow down), it says why and the training run makes it.
 - **publish_cover_type** updates the Asset `cover_type` (extra: batch, rows stored, ...),
   which schedules the training DAG; skipped when the run stored no new rows.
 
@@ -80,6 +85,21 @@ def covertype_collect():
             log.info("the source serves rows again: collection resumed")
         return result.as_dict()
 
+    @task
+    def report_batch(result: dict) -> dict:
+        from covertype.monitor.reports import batch_report
+
+        if not result["stored"]:
+            return {"batch_number": result["batch_number"], "reason": "no new rows stored"}
+        try:
+            report = batch_report(get_settings(), result["batch_number"])
+        except Exception as error:  # whatever it is, a report must never stop collection
+            log.warning("no drift report of batch %s now: %s", result["batch_number"], error)
+            why = f"not made at collection ({error}); the training run makes it"
+            return {"batch_number": result["batch_number"], "reason": why}
+        log.info(report.reason)
+        return {k: v for k, v in report.as_dict().items() if k != "feature_scores"}
+
     @task(outlets=[COVER_TYPE])
     def publish_cover_type(result: dict, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -94,7 +114,8 @@ def covertype_collect():
         outlet_events[COVER_TYPE].extra = extra
         return extra
 
-    publish_cover_type(collect())
+    collected = collect()
+    report_batch(collected) >> publish_cover_type(collected)
 
 
 covertype_collect()

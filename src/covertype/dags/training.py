@@ -7,10 +7,11 @@ arrive while a training runs are taken together by the next run), or by hand wit
 `n_iter` (candidates; empty: `COVERTYPE_TRAIN_N_ITER`), `families`, and `apply_policy` (a run
 by hand trains unless this is set).
 
-- **monitor_batches**: for each batch the triggering collections stored, an Evidently drift
+- **monitor_batches**: for each batch the triggering collections stored, its Evidently drift
   report against the champion's training rows and the champion's accuracy and macro F1 on the
-  batch (`covertype.monitor.batch_report`): stored in `drift_reports`, logged to the MLflow
-  experiment `covertype-monitoring`. The "before" of every retraining.
+  batch (`covertype.monitor.batch_report`): the one the collection made, else made now (the
+  collection could not reach MLflow; a run by hand), stored in `drift_reports` and logged to
+  the MLflow experiment `covertype-monitoring`. The "before" of every retraining.
 - **decide**: the retraining policy (`covertype.orchestrate.retraining_decision`): train
   without a champion, on drift, or when the new rows are at least
   `COVERTYPE_RETRAIN_MIN_NEW_ROWS_PERCENT` of what the champion read; recorded in
@@ -78,17 +79,12 @@ def covertype_train():
     @task(retries=2, retry_delay=timedelta(seconds=30))
     def monitor_batches(triggering_asset_events=None) -> list[dict]:
         from covertype import db
-        from covertype.monitor.reports import batch_report
+        from covertype.monitor.reports import batch_reports
 
         current = get_settings()
         extras = [e.extra for events in (triggering_asset_events or {}).values() for e in events]
         latest = max(db.rows_by_batch(current.data_db), default=None)
-        reports = []
-        for batch in orchestrate.batches_to_report(extras, latest):
-            report = batch_report(current, batch)
-            log.info("batch %s: %s", batch, report.reason)
-            reports.append({k: v for k, v in report.as_dict().items() if k != "feature_scores"})
-        return reports
+        return batch_reports(current, orchestrate.batches_to_report(extras, latest))
 
     @task
     def decide(reports: list[dict], params: dict | None = None, dag_run=None) -> dict:

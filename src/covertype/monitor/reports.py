@@ -3,6 +3,8 @@ reference rows; each stored in `drift_reports` and logged to MLflow.
 
 `batch_report(settings, batch_number)`: the batch's rows that the champion did not train
 on, and the champion's live accuracy and macro F1 on them (the "before" of a retraining).
+The collection DAG makes it as soon as the batch is stored, against the champion serving
+then; `batch_reports` (the training DAG) reuses that one and makes only what is missing.
 `predictions_report(settings)`: the predictions logged since the last computed predictions
 report (by id, so each is compared once), at most `MAX_CURRENT_ROWS` of them (a seeded sample).
 
@@ -103,6 +105,33 @@ def batch_report(settings: Settings | None, batch_number: int, client=None) -> D
         return _finish(settings, engine, report, compared and compared[0])
     finally:
         engine.dispose()
+
+
+def batch_reports(settings: Settings, batches: list[int]) -> list[dict]:
+    """Each batch's computed report (`DriftReport.as_dict()` without the feature scores): the
+    one stored at collection, else one made now. Made later, a batch that arrived during a
+    training would be compared with a champion that trained on it (nothing new to compare)."""
+    engine = db.make_engine(settings.data_db)
+    try:
+        db.create_tables(engine)
+        stored = {
+            batch: db.latest_drift_report(engine, "batch", settings.model_name, None, batch)
+            for batch in batches
+        }
+    finally:
+        engine.dispose()
+    reports = []
+    for batch in batches:
+        if row := stored[batch]:
+            values = {k: v for k, v in row.items() if k not in ("id", "feature_scores")}
+            values |= {"report_id": row["id"], "created_at": row["created_at"].isoformat()}
+            log.info("batch %s, reported at collection: %s", batch, row["reason"])
+        else:
+            values = batch_report(settings, batch).as_dict()
+            values.pop("feature_scores")
+            log.info("batch %s: %s", batch, values["reason"])
+        reports.append(values)
+    return reports
 
 
 def predictions_report(settings: Settings | None = None, client=None) -> DriftReport:
