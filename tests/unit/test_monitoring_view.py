@@ -59,6 +59,12 @@ def test_batches_and_the_latest_report_of_each_batch(settings):
     assert drift["dataset_drift"].tolist() == [False, True]
     for chart in (charts.rows_per_batch(overview.batches(settings)), charts.drift_share(drift)):
         assert chart.to_dict()["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
+    # A batch without drift is labelled "0/12"-style, told apart from a batch with no report.
+    spec = charts.drift_share(drift).to_dict()
+    [text] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+    assert text["encoding"]["text"]["field"] == "label"
+    [values] = spec["datasets"].values()
+    assert [row["label"] for row in values] == ["1/12", "9/12"]
 
 
 def test_accuracy_after_is_the_version_promoted_once_trained_on_the_batch():

@@ -23,10 +23,13 @@ def rows_per_batch(frame: pd.DataFrame) -> alt.Chart:
 
 def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
     """Share of drifted features per batch, red where the report found the batch drifted,
-    with the report's threshold as a line."""
+    with the report's threshold as a line. Each bar is labelled with its drifted features
+    ("0/12"): a batch whose report found no drift would otherwise look like one without a
+    report."""
     data = frame.assign(
         status=frame["dataset_drift"].map({True: "drifted", False: "not drifted"}),
         threshold=frame["drift_share_threshold"],
+        label=frame["drifted_features"].astype(str) + "/" + frame["features"].astype(str),
     )
     bars = (
         alt.Chart(data)
@@ -46,6 +49,9 @@ def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
             ],
         )
     )
+    labels = bars.mark_text(baseline="bottom", dy=-3, color="black").encode(
+        text="label:N", color=alt.value("black")
+    )
     line = (
         alt.Chart(data)
         .mark_rule(color="black", strokeDash=[6, 3])
@@ -53,7 +59,12 @@ def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
             y="mean(threshold):Q", tooltip=[alt.Tooltip("mean(threshold):Q", title="threshold")]
         )
     )
-    return alt.layer(bars, line, title="Drift share per batch (dashed: drift threshold)")
+    return alt.layer(
+        bars,
+        labels,
+        line,
+        title="Drift share per batch (labels: drifted features; dashed: threshold)",
+    )
 
 
 def champion_history(frame: pd.DataFrame) -> alt.LayerChart:
