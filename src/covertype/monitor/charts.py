@@ -63,7 +63,7 @@ def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
         bars,
         labels,
         line,
-        title="Drift share per batch (labels: drifted features; dashed: threshold)",
+        title="Drift share per batch (dashed: drift threshold)",
     )
 
 
