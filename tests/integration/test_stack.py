@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 
 from covertype.processes import Server, session_members
 from covertype.stack import logins, tree
+from covertype.stack.services import FAST
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord, StackState
 from covertype.stack.supervisor import Supervisor
 from covertype.testing import (
@@ -455,11 +456,13 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
                 "WHERE kind = 'batch' AND computed = 1 ORDER BY batch_number"
             ).fetchall()
 
-    # Neota's first batch is batch 5: collected at most 5 windows of 65 s (the 60-s batches
-    # plus the collection's 5-s margin) after the first, its report ~20 s later. A screenshot
-    # either way; the assertion follows it.
+    # Neota's first batch is batch 5: collected at most 5 collection windows (a batch plus the
+    # collection's margin) after the first, its report ~20 s later. A screenshot either way;
+    # the assertion follows it.
+    margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])  # `up --fast`'s
+    window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
     with contextlib.suppress(AssertionError):
-        wait_for(lambda: any(drifted for _, drifted in reports()), 5 * 65 + 30, "a drifted batch")
+        wait_for(lambda: any(d for _, d in reports()), 5 * window + 30, "a drifted batch")
     seen = reports()
     print(f"\nbatch drift reports (batch, drifted): {seen}")
     # Every batch after the first champion has its report, made against the champion serving

@@ -49,7 +49,8 @@ def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
             ],
         )
     )
-    labels = bars.mark_text(baseline="bottom", dy=-3, color="black").encode(
+    # Black text, not the bars' status colours it would inherit.
+    labels = bars.mark_text(baseline="bottom", dy=-3).encode(
         text="label:N", color=alt.value("black")
     )
     line = (
@@ -59,12 +60,7 @@ def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
             y="mean(threshold):Q", tooltip=[alt.Tooltip("mean(threshold):Q", title="threshold")]
         )
     )
-    return alt.layer(
-        bars,
-        labels,
-        line,
-        title="Drift share per batch (dashed: drift threshold)",
-    )
+    return alt.layer(bars, labels, line, title="Drift share per batch (dashed: drift threshold)")
 
 
 def champion_history(frame: pd.DataFrame) -> alt.LayerChart:
