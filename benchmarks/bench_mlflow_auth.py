@@ -32,7 +32,8 @@ import threading
 import time
 from pathlib import Path
 
-from covertype.testing import start_mlflow
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
+from tests.support.servers import start_mlflow
 
 TRAIN = ("covertype-train", "train-password-for-bench")
 AUTH_ENV = {

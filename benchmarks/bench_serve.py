@@ -64,7 +64,9 @@ from pydantic import create_model
 
 from covertype import dataset, db, ingest, processes, schema
 from covertype.settings import Settings
-from covertype.testing import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
+from tests.support.servers import free_port
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

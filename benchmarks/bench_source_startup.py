@@ -22,7 +22,9 @@ import httpx
 import pandas as pd
 
 from covertype.settings import Settings
-from covertype.testing import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
+from tests.support.servers import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from covertype.settings import Settings
-from covertype.testing import SCREENSHOTS, write_uci_file
-from covertype.testing import real_frame as load_real_frame
+from tests.support.browser import SCREENSHOTS
+from tests.support.data import real_frame as load_real_frame
+from tests.support.data import write_uci_file
 
 SESSION_START = time.time()
 

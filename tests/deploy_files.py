@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from covertype.settings import Settings, env_name
-from covertype.testing import REPO
+from tests.support.environment import REPO
 
 ROOT = REPO
 SHARED = REPO.parent / "shared"

@@ -10,16 +10,15 @@ import pytest
 import sqlalchemy as sa
 
 from covertype import db
-from covertype.testing import (
-    MYSQL_URL,
+from tests.support.data import fill_data_db, training_settings
+from tests.support.environment import MYSQL_URL
+from tests.support.servers import (
     S3_BUCKET,
     S3_TEST_ENV,
     S3Server,
     ServerProcess,
-    fill_data_db,
     free_port,
     start_mlflow,
-    training_settings,
 )
 
 

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from covertype.serve.records import EXAMPLE
-from covertype.testing import ServerProcess, free_port, run_cli
+from tests.support.environment import run_cli
+from tests.support.servers import ServerProcess, free_port
 
 KEYS = ("first-client-key-0123456789", "second-client-key-0123456789")
 SCRAPER = "the-scrapers-own-key-0123456789"

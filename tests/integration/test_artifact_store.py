@@ -9,17 +9,15 @@ import time
 import httpx
 from mlflow import MlflowClient
 
-from covertype.testing import (
+from tests.support.data import fill_data_db, records_of, training_settings
+from tests.support.load import PredictLoad
+from tests.support.servers import (
     S3_BUCKET,
     S3_TEST_ENV,
-    PredictLoad,
     S3Server,
     ServerProcess,
-    fill_data_db,
     free_port,
-    records_of,
     start_mlflow,
-    training_settings,
     wait_for,
 )
 

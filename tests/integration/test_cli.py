@@ -2,7 +2,7 @@
 
 import re
 
-from covertype.testing import run_cli
+from tests.support.environment import run_cli
 
 
 def test_a_bad_setting_names_the_variable(tmp_path):
@@ -21,7 +21,7 @@ def test_cli_lists_the_stage_commands(tmp_path):
 
 
 def test_prometheus_without_its_binary_says_how_to_install_it(tmp_path):
-    from covertype.testing import BIN
+    from tests.support.environment import BIN
 
     done = run_cli(["prometheus"], {"COVERTYPE_HOME": str(tmp_path), "PATH": str(BIN)}, tmp_path)
     assert done.returncode == 1

@@ -25,8 +25,10 @@ from mlflow import MlflowClient
 from covertype import db, orchestrate, schema
 from covertype.orchestrate import COLLECT_DAG, MONITOR_DAG, TRAIN_DAG
 from covertype.settings import Settings
-from covertype.testing import BIN, ServerProcess, clean_env, fill_data_db, free_port, write_uci_file
 from covertype.train import FAMILIES
+from tests.support.data import fill_data_db, write_uci_file
+from tests.support.environment import BIN, clean_env
+from tests.support.servers import ServerProcess, free_port
 
 BATCH_SECONDS = 2.0  # the source's rotation in the end-to-end test
 PARSE_BOUND_SECONDS = 1.0

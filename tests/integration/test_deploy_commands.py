@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from covertype import tracking
-from covertype.testing import BIN
 from tests.deploy_files import (
     ROOT,
     argv,
@@ -32,6 +31,7 @@ from tests.deploy_files import (
     run_helps,
     settings_of,
 )
+from tests.support.environment import BIN
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from covertype import db, schema
 from covertype.ingest import Batch, SourceError, fetch_batch, ingest_once, store_batch
 from covertype.settings import Settings
-from covertype.testing import BIN, MYSQL_URL, ScriptedSource, clean_env, free_port, run_cli
+from tests.support.environment import BIN, MYSQL_URL, clean_env, run_cli
+from tests.support.fakes import ScriptedSource
+from tests.support.servers import free_port
 
 GOOD = ["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "Rawah", "C7745", "4"]
 

@@ -14,7 +14,8 @@ import yaml
 from fastapi import FastAPI
 
 from covertype import loadtest
-from covertype.testing import BIN, REPO, ServerProcess, clean_env, free_port, run_cli
+from tests.support.environment import BIN, REPO, clean_env, run_cli
+from tests.support.servers import ServerProcess, free_port
 
 ROOT = REPO
 COMPOSE_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"

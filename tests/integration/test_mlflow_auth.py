@@ -13,13 +13,9 @@ import httpx
 import pytest
 from mlflow.exceptions import MlflowException
 
-from covertype.testing import (
-    fill_data_db,
-    free_port,
-    run_cli,
-    start_mlflow,
-    training_settings,
-)
+from tests.support.data import fill_data_db, training_settings
+from tests.support.environment import run_cli
+from tests.support.servers import free_port, start_mlflow
 
 USERS = {  # role: (user, password); the metrics user's password is COVERTYPE_METRICS_KEY
     "admin": ("admin", "admin-password-for-tests"),

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from covertype import dataset, db, ingest, orchestrate, schema, tracking
 from covertype.monitor import reference
 from covertype.monitor.reports import batch_report, predictions_report
-from covertype.testing import records_of, run_cli, training_settings
+from tests.support.data import records_of, training_settings
+from tests.support.environment import run_cli
 
 TINY = {"n_estimators": 20, "num_leaves": 15, "num_threads": 1}
 TRAINED = 3_000  # Rawah rows of batches 1 and 2, the champion's training

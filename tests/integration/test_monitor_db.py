@@ -9,8 +9,8 @@ from sqlalchemy import event
 
 from covertype import dataset, db, ingest, schema
 from covertype.monitor.reference import Champion, training_rows
-from covertype.testing import records_of
 from covertype.train import data
+from tests.support.data import records_of
 
 
 def predictions_of(frame: pd.DataFrame, at: datetime) -> list[db.Prediction]:

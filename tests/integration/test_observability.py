@@ -19,7 +19,9 @@ from covertype import db
 from covertype.monitor import overview
 from covertype.serve import reports
 from covertype.settings import Settings
-from covertype.testing import REPO, ServerProcess, free_port, records_of, wait_for
+from tests.support.data import records_of
+from tests.support.environment import REPO
+from tests.support.servers import ServerProcess, free_port, wait_for
 
 MONITORING = REPO / "deploy/monitoring"
 SUFFIXES = {

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from covertype import db
 from covertype.serve.records import EXAMPLE
-from covertype.testing import ServerProcess, free_port, records_of
+from tests.support.data import records_of
+from tests.support.servers import ServerProcess, free_port
 
 
 def test_a_real_api_logs_every_answer_into_the_data_db(

@@ -33,19 +33,10 @@ from covertype.serve.compiled import ONNX_TOLERANCE
 from covertype.serve.fast import EXACT, compile_predictor
 from covertype.serve.model import load_pipeline
 from covertype.serve.records import EXAMPLE
-from covertype.testing import (
-    BIN,
-    ServerProcess,
-    clean_env,
-    fill_data_db,
-    free_port,
-    records_of,
-    start_mlflow,
-    training_frame,
-    training_settings,
-    wait_for,
-)
 from covertype.train import train
+from tests.support.data import fill_data_db, records_of, training_frame, training_settings
+from tests.support.environment import BIN, clean_env
+from tests.support.servers import ServerProcess, free_port, start_mlflow, wait_for
 
 # LightGBM trains with one thread here: on two cores shared with other test runs its
 # OpenMP team spins (40 trees took 30 s); serving ignores the trained thread count anyway.

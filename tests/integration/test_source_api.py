@@ -11,7 +11,7 @@ import numpy as np
 
 from covertype import dataset, schema
 from covertype.settings import Settings
-from covertype.testing import run_cli
+from tests.support.environment import run_cli
 
 
 def get_data(server, group=7, **params):

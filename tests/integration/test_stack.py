@@ -30,17 +30,11 @@ from covertype.stack import logins, tree
 from covertype.stack.services import FAST
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord, StackState
 from covertype.stack.supervisor import Supervisor
-from covertype.testing import (
-    BIN,
-    SCREENSHOTS,
-    PredictLoad,
-    clean_env,
-    free_port,
-    headless_chromium,
-    records_of,
-    run_cli,
-    wait_for,
-)
+from tests.support.browser import SCREENSHOTS, headless_chromium
+from tests.support.data import records_of
+from tests.support.environment import BIN, clean_env, run_cli
+from tests.support.load import PredictLoad
+from tests.support.servers import free_port, wait_for
 
 FIRST_CYCLE_TIMEOUT = 900  # seconds; measured here: see the closing notes of issue 12
 FAULTS = SCREENSHOTS / "faults.md"

@@ -23,7 +23,8 @@ from covertype.processes import session_members
 from covertype.stack import tree
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord
 from covertype.stack.supervisor import Supervisor
-from covertype.testing import clean_env, free_port, wait_for
+from tests.support.environment import clean_env
+from tests.support.servers import free_port, wait_for
 
 SERVER = """
 import subprocess, sys

@@ -11,15 +11,10 @@ from sklearn.metrics import f1_score
 
 from covertype import db, schema
 from covertype.settings import Settings
-from covertype.testing import (
-    S3_BUCKET,
-    S3_TEST_ENV,
-    fill_data_db,
-    free_port,
-    training_settings,
-)
 from covertype.tracking import TrackingUnreachable
 from covertype.train import TrainingError, load_rows, split, train
+from tests.support.data import fill_data_db, training_settings
+from tests.support.servers import S3_BUCKET, S3_TEST_ENV, free_port
 
 WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
 STRONG = ("lightgbm", {"n_estimators": 150, "num_leaves": 63, "learning_rate": 0.1})

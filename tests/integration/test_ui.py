@@ -10,7 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 from covertype import schema, ui
 from covertype.serve.records import EXAMPLE
-from covertype.testing import SCREENSHOTS, ServerProcess, free_port, headless_chromium, run_cli
+from tests.support.browser import SCREENSHOTS, headless_chromium
+from tests.support.environment import run_cli
+from tests.support.servers import ServerProcess, free_port
 
 
 @pytest.fixture(autouse=True)

@@ -24,8 +24,8 @@ from covertype.serve.fast import records_frame
 from covertype.serve.model import freeze_heap
 from covertype.serve.records import EXAMPLE
 from covertype.settings import MissingSecret, Settings, SettingsError, get_settings
-from covertype.testing import records_of
 from covertype.train import fit_pipeline
+from tests.support.data import records_of
 
 # Small models: the unit layer must stay fast (40 trees of 31 leaves cost 2.6 s CPU here).
 LIGHTGBM = {"n_estimators": 20, "num_leaves": 15, "learning_rate": 0.1, "num_threads": 1}

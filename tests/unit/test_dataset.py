@@ -5,7 +5,7 @@ import pytest
 
 from covertype import dataset, schema
 from covertype.settings import Settings
-from covertype.testing import uci_frame, write_uci_file
+from tests.support.data import uci_frame, write_uci_file
 
 
 def settings_for(tmp_path, data) -> Settings:

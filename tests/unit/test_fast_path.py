@@ -14,8 +14,8 @@ import pytest
 from covertype import schema
 from covertype.serve.compiled import ONNX_TOLERANCE
 from covertype.serve.fast import EXACT, compile_predictor
-from covertype.testing import records_of, training_frame
 from covertype.train import build_pipeline, fit_pipeline
+from tests.support.data import records_of, training_frame
 
 # Small models: the unit layer must stay fast.
 FAMILIES = {

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from covertype import orchestrate
 from covertype.settings import Settings
-from covertype.testing import BIN
+from tests.support.environment import BIN
 
 
 def test_compose_settings_and_explicit_airflow_options():

@@ -15,8 +15,8 @@ from covertype.serve import create_app
 from covertype.serve.fast import records_frame
 from covertype.serve.records import EXAMPLE
 from covertype.settings import Settings
-from covertype.testing import records_of
 from covertype.train import fit_pipeline
+from tests.support.data import records_of
 
 LIGHTGBM = {"n_estimators": 10, "num_leaves": 15, "num_threads": 1}
 

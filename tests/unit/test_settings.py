@@ -1,7 +1,7 @@
 import re
 
 from covertype.settings import Settings, env_name
-from covertype.testing import REPO
+from tests.support.environment import REPO
 
 ROOT = REPO
 

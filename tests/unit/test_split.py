@@ -5,9 +5,9 @@ import pytest
 
 from covertype import db, schema
 from covertype.settings import Settings
-from covertype.testing import fill_data_db
 from covertype.train import TrainingError, load_rows, split
 from covertype.train.data import check_trainable, content_hash
+from tests.support.data import fill_data_db
 
 
 @pytest.fixture

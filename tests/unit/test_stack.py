@@ -11,7 +11,7 @@ from covertype.stack import commands, logins, tree
 from covertype.stack.services import SERVICES, TABLE, installed, prepare_environment
 from covertype.stack.state import BACKOFF, FAILED, RUNNING, Exit, ServiceRecord
 from covertype.stack.supervisor import Supervisor
-from covertype.testing import BIN
+from tests.support.environment import BIN
 
 
 def test_fast_sets_only_what_the_environment_does_not(monkeypatch, tmp_path):
