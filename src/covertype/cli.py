@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from covertype import logs
+from covertype.db import commands as db_commands
 from covertype.settings import MissingSecret, SettingsError, get_settings, require, safe_url
 
 app = typer.Typer(help="covertype: the Forest Cover Type MLOps platform.", no_args_is_help=True)
@@ -295,6 +296,8 @@ def loadtest(
     if summary.total.failures or summary.exit_code:
         raise typer.Exit(1)
 
+
+app.add_typer(db_commands.app, name="db", help="The data DB's schema: upgrade, current, history.")
 
 if __name__ == "__main__":
     app()
