@@ -138,6 +138,10 @@ def up(fast: bool = False, verbose: bool = False, echo: Echo = say) -> int:
         echo("Stop what uses them, or choose other ports with these variables.")
         return 1
 
+    from covertype.db.commands import upgrade_before_start
+
+    if not upgrade_before_start(settings.data_db, echo):  # before any service writes to it
+        return 1
     for path in (stack_dir(home) / "services").glob("*.json"):
         path.unlink()  # a new stack: no exits counted yet
     supervisor = Supervisor(home)
