@@ -22,7 +22,7 @@ SESSION_START = time.time()
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         layer = Path(str(item.fspath)).parent.name
-        if layer in ("unit", "integration"):
+        if layer in ("unit", "data", "model", "integration"):
             item.add_marker(layer)
 
 
