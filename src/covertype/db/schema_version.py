@@ -19,8 +19,6 @@ from covertype.db.tables import metadata
 from covertype.errors import BadInput, Unavailable
 
 log = logging.getLogger(__name__)
-# Alembic's INFO lines (its plugins, "Context impl", each step) say less than ours do.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Alembic's own table; read directly so that a DB at head costs one query.
 _VERSION = sa.table("alembic_version", sa.column("version_num"))
