@@ -12,7 +12,7 @@ What the platform does, with the same functions and without its servers:
   (`monitor.drift.compare`) of the batch against a seeded sample of at most
   COVERTYPE_DRIFT_REFERENCE_ROWS (5,000) of the champion's training + validation rows;
   the champion's live accuracy and macro F1 on the batch (the "before"); the retraining
-  policy (`orchestrate.retrain_decision`); when it trains, a challenger on every row so
+  policy (`policy.retrain_decision`); when it trains, a challenger on every row so
   far (training + validation shares by row key) and the gate (`train.gate.decide` on the
   holdout share of every row so far); "after" is the champion after the gate on the
   batch's holdout rows (rows no model trained on), beside the old champion on those rows.
@@ -34,9 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from covertype import dataset, db, orchestrate, schema, source
+from covertype import dataset, db, schema, source
 from covertype.monitor.drift import compare
 from covertype.monitor.reference import REFERENCE_SEED
+from covertype.retraining import policy
 from covertype.settings import Settings
 from covertype.train import data, evaluate, gate
 from covertype.train.families import LIGHTGBM
@@ -70,7 +71,7 @@ def train(rows: pd.DataFrame, settings: Settings, number: int) -> Model:
     split = data.split(rows, settings)
     learned = split.train + split.validation
     pipeline = LIGHTGBM.fit(PARAMS, learned.X, learned.y, SEED)
-    size = min(settings.drift_reference_rows, len(learned))
+    size = min(settings.monitor.drift_reference_rows, len(learned))
     picked = np.sort(np.random.default_rng(REFERENCE_SEED).choice(len(learned), size, False))
     reference = learned.X.iloc[picked]
     return Model(number, pipeline, len(rows), reference)
@@ -94,11 +95,11 @@ def run_order(frame: pd.DataFrame, order: str, settings: Settings) -> tuple[list
         seconds.append(time.perf_counter() - started)
         before = scores(champion, batch)
         stored = pd.concat([stored, batch], ignore_index=True)
-        facts = orchestrate.RetrainFacts(
+        facts = policy.RetrainFacts(
             champion_version=str(champion.number),
             champion_rows=champion.rows,
             rows_now=len(stored),
-            drift=orchestrate.DriftFacts(
+            drift=policy.DriftFacts(
                 batch_number=number,
                 dataset_drift=drift.dataset_drift,
                 drifted_features=drift.drifted_features,
@@ -106,10 +107,10 @@ def run_order(frame: pd.DataFrame, order: str, settings: Settings) -> tuple[list
                 share=drift.share,
                 threshold=drift.threshold,
             ),
-            min_new_rows_percent=settings.retrain_min_new_rows_percent,
+            min_new_rows_percent=settings.monitor.retrain_min_new_rows_percent,
         )
-        decision = orchestrate.retrain_decision(facts)
-        holdout = stored[data.bucket(stored["row_key"], 0) < settings.holdout_percent]
+        decision = policy.retrain_decision(facts)
+        holdout = stored[data.bucket(stored["row_key"], 0) < settings.train.holdout_percent]
         batch_holdout = holdout[holdout["row_key"].isin(batch["row_key"])]
         old = champion
         line = {
@@ -170,7 +171,7 @@ def print_order(order: str, lines: list[dict], seconds: list[float]) -> None:
 def time_full_batch(frame: pd.DataFrame, settings: Settings) -> tuple[int, int, float]:
     """One report of a whole batch (every row it holds) against a 5,000-row reference."""
     batches = source.partition(frame, "random")
-    reference = frame.iloc[batches[0]].sample(settings.drift_reference_rows, random_state=0)
+    reference = frame.iloc[batches[0]].sample(settings.monitor.drift_reference_rows, random_state=0)
     current = frame.iloc[batches[1]]
     compare(reference.iloc[:2000], current.iloc[:2000])  # Evidently's imports and first run
     started = time.perf_counter()
@@ -185,7 +186,7 @@ def main() -> None:
     settings = Settings()
     started = time.perf_counter()
     frame = dataset.load_dataset(settings)
-    print(f"{len(frame):,} rows of {settings.source_data} ({time.perf_counter() - started:.1f} s)")
+    print(f"{len(frame):,} rows of {settings.source.data} ({time.perf_counter() - started:.1f} s)")
     results = {}
     for order in args.order or list(source.ORDERS):
         results[order] = run_order(frame, order, settings)

@@ -43,7 +43,7 @@ def main() -> None:
     frame = dataset.load_dataset(settings)
     order = np.random.default_rng(source.PARTITION_SEED).permutation(len(frame))
     batch_rows = dataset.to_course_rows(frame.iloc[np.array_split(order, source.BATCHES)[0]])
-    print(f"rows: {len(batch_rows)} (batch 1 of {settings.source_data}); DB {URL}")
+    print(f"rows: {len(batch_rows)} (batch 1 of {settings.source.data}); DB {URL}")
 
     url = sa.engine.make_url(URL)
     server = sa.create_engine(url.set(database=""))

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from covertype import dataset, schema
-from covertype.serve.fast import FastPredictor, _SingleRow
-from covertype.serve.model import load_pipeline
+from covertype.serve.lightgbm_single_row import SingleRow
+from covertype.serve.model_files import load_pipeline
+from covertype.serve.predictors import FastPredictor
 from covertype.settings import Settings
 
 MICRO = (2, 4, 8)  # rows a worker could merge: 8 connections over 2 workers hold 4 each
@@ -63,7 +64,7 @@ def candidates(model, booster, n_features: int, tmp: Path):
         return one, one
 
     def c_api():
-        single = _SingleRow(booster, n_features)
+        single = SingleRow(booster, n_features)
         return single.predict, lambda x: booster.predict(x, num_threads=1)
 
     def lleaves_():

@@ -241,12 +241,14 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
             sys.exit(f"{state} holds a model of other --trees/--leaves: use another --state")
         say(f"reusing {trained['model']} version {trained['version']} from {state}")
         return mlflow_server.url, trained["model"], trained["version"], mlflow_server
-    settings = Settings(
-        home=home,
-        data_db_url=f"sqlite:///{state / 'data.db'}",
-        mlflow_tracking_uri=mlflow_server.url,
-        model_name="covertype-bench",
-        experiment_name="covertype-bench",
+    settings = Settings.from_env(
+        {
+            "COVERTYPE_HOME": home,
+            "COVERTYPE_DATA_DB_URL": f"sqlite:///{state / 'data.db'}",
+            "MLFLOW_TRACKING_URI": mlflow_server.url,
+            "COVERTYPE_MODEL_NAME": "covertype-bench",
+            "COVERTYPE_EXPERIMENT_NAME": "covertype-bench",
+        }
     )
     engine = db.make_engine(settings.data_db)
     db.create_tables(engine)
@@ -262,21 +264,21 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
     done.write_text(
         json.dumps(
             {
-                "model": settings.model_name,
+                "model": settings.mlflow.model_name,
                 "version": result.version,
                 "trees": args.trees,
                 "leaves": args.leaves,
             }
         )
     )
-    return mlflow_server.url, settings.model_name, result.version, mlflow_server
+    return mlflow_server.url, settings.mlflow.model_name, result.version, mlflow_server
 
 
 def key_check_us(calls: int = 100_000) -> tuple[float, float]:
     """µs per request of the API's key middleware around a no-op app, and of the no-op."""
     import asyncio
 
-    from covertype.serve.auth import ApiKeys
+    from covertype.serve.api_keys import ApiKeys
 
     async def app(scope, receive, send) -> None:
         return None
@@ -305,8 +307,9 @@ def in_process(tracking_uri: str, name: str, version: str, records: list[dict], 
     import mlflow.artifacts
     from threadpoolctl import threadpool_limits
 
-    from covertype.serve.fast import FastPredictor, compile_predictor, records_frame
-    from covertype.serve.model import load_pipeline
+    from covertype.serve.model_files import load_pipeline
+    from covertype.serve.predictor_choice import compile_predictor
+    from covertype.serve.predictors import FastPredictor, records_frame
 
     threadpool_limits(1)
     mlflow.set_tracking_uri(tracking_uri)  # models:/ resolves through the global registry URI

@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    data = Settings().source_data
+    data = Settings().source.data
     if data is None:
         sys.exit("set COVERTYPE_SOURCE_DATA to the covtype file")
 

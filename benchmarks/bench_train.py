@@ -95,16 +95,16 @@ def keyed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def run_ours(train_frame, holdout, settings: Settings, n_iter: int) -> dict:
     train_frame, holdout = keyed(train_frame), keyed(holdout)
-    validation = data.bucket(train_frame["row_key"], 1) < settings.validation_percent
+    validation = data.bucket(train_frame["row_key"], 1) < settings.train.validation_percent
     rows = data.Split(
         train=data.Share.of(train_frame[~validation]),
         validation=data.Share.of(train_frame[validation]),
         holdout=data.Share.of(holdout),
     )
     started = time.perf_counter()
-    candidates = search.sample_candidates(n_iter, FAMILIES, settings.train_seed)
+    candidates = search.sample_candidates(n_iter, FAMILIES, settings.train.seed)
     for i, candidate in enumerate(candidates, 1):
-        search.fit_candidate(candidate, rows, settings.train_seed)
+        search.fit_candidate(candidate, rows, settings.train.seed)
         print(
             f"  [{i}/{n_iter}] {candidate.family} {json.dumps(candidate.params, default=str)}: "
             f"validation macro F1 {candidate.validation_macro_f1:.4f} "
@@ -112,7 +112,7 @@ def run_ours(train_frame, holdout, settings: Settings, n_iter: int) -> dict:
             flush=True,
         )
     best = max(candidates, key=lambda c: c.validation_macro_f1)
-    refit_seconds = search.refit_best(best, rows, settings.train_seed)
+    refit_seconds = search.refit_best(best, rows, settings.train.seed)
     total = time.perf_counter() - started
     print(f"  best {best.family}, refit in {refit_seconds:.1f}s", flush=True)
     started = time.perf_counter()
@@ -137,7 +137,7 @@ def main() -> None:
     train_frame, holdout = rows(
         settings, None if args.train_rows == "all" else int(args.train_rows)
     )
-    print(f"holdout {len(holdout)} rows, training {len(train_frame)} rows ({settings.source_data})")
+    print(f"holdout {len(holdout)} rows, training {len(train_frame)} rows ({settings.source.data})")
 
     print("seed recipe (StandardScaler + one-hot + SVC(), no search) ...", flush=True)
     seed = run_seed(train_frame, holdout, args.seed_timeout)

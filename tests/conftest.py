@@ -36,7 +36,7 @@ def small_data(tmp_path_factory) -> Path:
 def real_data(tmp_path_factory) -> Path:
     """The real covtype file from the settings (COVERTYPE_SOURCE_DATA); on a machine without
     it, a generated 40,000-row file of the same layout."""
-    configured = Settings(_env_file=None).source_data
+    configured = Settings(_env_file=None).source.data
     if configured is not None:
         assert Path(configured).is_file(), f"COVERTYPE_SOURCE_DATA={configured} does not exist"
         return Path(configured).resolve()

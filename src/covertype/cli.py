@@ -1,25 +1,49 @@
-"""`covertype` command line: thin commands over the stage modules."""
+"""`covertype` command line: thin commands over the stage modules.
+
+A command that meets a `CovertypeError` (unreachable source or registry, a training that
+cannot run, a missing secret, an outdated data DB...) ends with its message on one line,
+`covertype <command>: ...`, and the error's exit code: `run` is the console script.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import typer
 
 from covertype import logs
 from covertype.db import commands as db_commands
-from covertype.settings import MissingSecret, SettingsError, get_settings, require, safe_url
+from covertype.errors import CovertypeError
+from covertype.settings import SettingsError, get_settings, require, safe_url
 
 app = typer.Typer(help="covertype: the Forest Cover Type MLOps platform.", no_args_is_help=True)
+_invoked: list[str] = []  # the subcommand, for the error line
+
+
+def run() -> None:
+    """The `covertype` console script: the app, with the platform's errors as one line."""
+    try:
+        app()
+    except CovertypeError as error:
+        where = f"covertype {_invoked[0]}" if _invoked else "covertype"
+        print(f"{where}: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
 
 
 @app.callback()
-def main(log_level: str = typer.Option("INFO", help="Log level of the JSON logs on stderr.")):
+def main(
+    ctx: typer.Context,
+    log_level: str = typer.Option("INFO", help="Log level of the JSON logs on stderr."),
+):
     logs.setup(log_level.upper())
+    if ctx.invoked_subcommand:
+        _invoked[:] = [ctx.invoked_subcommand]
     try:
         settings = get_settings()
     except SettingsError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
-    if settings.auth == "on":
+    if settings.auth.on:
         import os
 
         from covertype.stack import logins
@@ -80,8 +104,8 @@ def source(
     settings = get_settings()
     uvicorn.run(
         create_app(settings),
-        host=host or settings.source_host,
-        port=port or settings.source_port,
+        host=host or settings.source.host,
+        port=port or settings.source.port,
         log_config=logs.logging_config(),
         timeout_graceful_shutdown=5,
     )
@@ -97,20 +121,14 @@ def ingest(
     ),
 ):
     """Fetch the current batch from the source API and store it in the data DB."""
-    from covertype.ingest import SourceError, ingest_once, ingest_until_exhausted
+    from covertype import db
+    from covertype.ingest import ingest_once, ingest_until_exhausted
 
     settings = get_settings()
-    try:
-        if not until_exhausted:
-            typer.echo(ingest_once(settings).summary())
-            return
-        results = ingest_until_exhausted(
-            settings, every, on_result=lambda r: typer.echo(r.summary())
-        )
-    except SourceError as error:
-        typer.echo(f"ingest failed: {error}", err=True)
-        raise typer.Exit(1) from None
-    from covertype import db
+    if not until_exhausted:
+        typer.echo(ingest_once(settings).summary())
+        return
+    results = ingest_until_exhausted(settings, every, on_result=lambda r: typer.echo(r.summary()))
 
     stored = sum(r.stored for r in results)
     quarantined = sum(r.quarantined for r in results)
@@ -133,15 +151,10 @@ def train(
     ),
 ):
     """Random search over model families on the data DB; register; gate the champion alias."""
-    from covertype.tracking import TrackingUnreachable
-    from covertype.train import FAMILIES, TrainingError
+    from covertype.train import FAMILIES
     from covertype.train import train as run_training
 
-    try:
-        result = run_training(get_settings(), n_iter, family or FAMILIES, progress=typer.echo)
-    except (TrainingError, TrackingUnreachable) as error:
-        typer.echo(f"train failed: {error}", err=True)
-        raise typer.Exit(1) from None
+    result = run_training(get_settings(), n_iter, family or FAMILIES, progress=typer.echo)
     typer.echo(
         f"{result.model_name} version {result.version} ({result.family}), holdout macro F1 "
         f"{result.holdout_macro_f1:.4f}, accuracy {result.holdout_accuracy:.4f}: {result.decision}"
@@ -159,14 +172,9 @@ def monitor(
     """A drift report now, as the DAGs make them: a batch or the logged predictions against
     the champion's training rows (stored, logged to MLflow). Exit 1 when it was not computed."""
     from covertype.monitor.reports import batch_report, predictions_report
-    from covertype.tracking import TrackingUnreachable
 
     settings = get_settings()
-    try:
-        report = batch_report(settings, batch) if batch else predictions_report(settings)
-    except TrackingUnreachable as error:
-        typer.echo(f"monitor failed: {error}", err=True)
-        raise typer.Exit(1) from None
+    report = batch_report(settings, batch) if batch else predictions_report(settings)
     typer.echo(report.reason)
     if report.live_accuracy is not None:
         f1 = "–" if report.live_macro_f1 is None else f"{report.live_macro_f1:.4f}"
@@ -184,7 +192,7 @@ def mlflow(
     port: int = typer.Option(None, help="Port [default: COVERTYPE_MLFLOW_PORT]."),
 ):
     """Run the MLflow tracking server with the store and artifacts of the settings."""
-    from covertype.tracking import exec_server
+    from covertype.tracking.server import exec_server
 
     exec_server(get_settings(), host, port)
 
@@ -194,11 +202,7 @@ def prometheus():
     """Run Prometheus (on PATH) scraping the local stack, with the platform's alert rules."""
     from covertype.stack import prometheus as local
 
-    try:
-        local.exec_server(get_settings())
-    except local.NotInstalled as error:
-        typer.echo(f"covertype prometheus: {error}", err=True)
-        raise typer.Exit(1) from None
+    local.exec_server(get_settings())
 
 
 @app.command(
@@ -207,7 +211,7 @@ def prometheus():
 )
 def airflow(ctx: typer.Context):
     """Run `airflow <args>` configured from the settings (e.g. `covertype airflow standalone`)."""
-    from covertype.orchestrate import exec_airflow
+    from covertype.orchestrate.airflow_config import exec_airflow
 
     exec_airflow(get_settings(), ctx.args)
 
@@ -218,13 +222,9 @@ def serve(
     port: int = typer.Option(None, help="Port [default: COVERTYPE_SERVE_PORT]."),
 ):
     """Serve the champion model: /predict, /predict/batch, /health, /ready, /model, /metrics."""
-    from covertype.serve import run
+    from covertype.serve import run as serve_api
 
-    try:
-        run(get_settings(), host, port)
-    except MissingSecret as error:
-        typer.echo(f"covertype serve: {error}", err=True)
-        raise typer.Exit(1) from None
+    serve_api(get_settings(), host, port)
 
 
 @app.command()
@@ -237,20 +237,16 @@ def ui(
     import sys
     from pathlib import Path
 
-    from covertype import ui as page
+    from covertype.ui import app as page
 
     settings = get_settings()
-    if settings.auth == "on":
-        try:
-            require(settings, "ui_password", "the UI opens only with a password")
-        except MissingSecret as error:
-            typer.echo(f"covertype ui: {error}", err=True)
-            raise typer.Exit(1) from None
+    if settings.auth.on:
+        require(settings, "auth.ui_password", "the UI opens only with a password")
     streamlit = str(Path(sys.executable).parent / "streamlit")
     command = [
         streamlit, "run", page.__file__,
-        "--server.address", host or settings.ui_host,
-        "--server.port", str(port or settings.ui_port),
+        "--server.address", host or settings.ui.host,
+        "--server.port", str(port or settings.ui.port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
@@ -300,4 +296,4 @@ def loadtest(
 app.add_typer(db_commands.app, name="db", help="The data DB's schema: upgrade, current, history.")
 
 if __name__ == "__main__":
-    app()
+    run()

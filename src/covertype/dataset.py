@@ -83,7 +83,7 @@ def fetch_sklearn() -> pd.DataFrame:
 
 def load_dataset(settings: Settings) -> pd.DataFrame:
     """The rows the source API serves, converted, from the cache when it is fresh."""
-    path = settings.source_data
+    path = settings.source.data
     if path is not None:
         path = Path(path).expanduser().resolve()
         if not path.is_file():

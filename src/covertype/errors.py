@@ -22,6 +22,10 @@ class CovertypeError(Exception):
         self.message = message
         self.headers = dict(headers or {})  # e.g. Retry-After of a 503
 
+    def body(self) -> dict:
+        """The JSON an API answers with: FastAPI's shape, `{"detail": ...}`."""
+        return {"detail": self.message}
+
 
 class BadInput(CovertypeError):
     """Input that breaks a rule of the record or of a request (HTTP 422)."""

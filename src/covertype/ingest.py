@@ -26,6 +26,7 @@ from tenacity import (
 )
 
 from covertype import db, http_errors, schema
+from covertype.errors import CovertypeError
 from covertype.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,11 @@ log = logging.getLogger(__name__)
 _EXHAUSTED = re.compile(r"collected|recolect", re.IGNORECASE)
 
 
-class SourceError(RuntimeError):
-    """The source API refused the request (not retried: it would refuse again)."""
+class SourceError(CovertypeError):
+    """The source API refused the request (not retried: it would refuse again), or did
+    not answer after every retry."""
+
+    status = 502
 
 
 @dataclass
@@ -84,25 +88,25 @@ def fetch_batch(settings: Settings, client: httpx.Client | None = None) -> Batch
 
     @retry(
         retry=retry_if_exception(_retryable),
-        stop=stop_after_attempt(settings.ingest_attempts),
-        wait=wait_exponential(multiplier=settings.ingest_backoff_seconds, max=60),
+        stop=stop_after_attempt(settings.ingest.attempts),
+        wait=wait_exponential(multiplier=settings.ingest.backoff_seconds, max=60),
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )
     def get() -> httpx.Response:
-        response = client.get("/data", params={"group_number": settings.group_number})
+        response = client.get("/data", params={"group_number": settings.source.group_number})
         if response.status_code >= 500:
             response.raise_for_status()
         return response
 
     own_client = client is None
     if own_client:
-        client = httpx.Client(base_url=settings.source_url, timeout=settings.ingest_timeout_seconds)
+        client = httpx.Client(base_url=settings.source.url, timeout=settings.ingest.timeout_seconds)
     try:
         response = get()
     except httpx.HTTPError as error:
         raise SourceError(
-            f"source API {settings.source_url} failed after {settings.ingest_attempts} "
+            f"source API {settings.source.url} failed after {settings.ingest.attempts} "
             f"attempts: {error!r}"
         ) from error
     finally:
@@ -112,7 +116,7 @@ def fetch_batch(settings: Settings, client: httpx.Client | None = None) -> Batch
     if response.status_code == 400:
         detail = http_errors.detail(response)
         if _EXHAUSTED.search(detail):
-            return Batch(settings.group_number, None, [], detail)
+            return Batch(settings.source.group_number, None, [], detail)
         raise SourceError(f"source API {response.url} answered 400: {detail}")
     if response.status_code != 200:
         raise SourceError(
@@ -183,7 +187,7 @@ def ingest_until_exhausted(
     """Keep calling the source (every `poll_seconds`, default a third of the batch window)
     until it says all data was collected; returns every call's result."""
     settings = settings or get_settings()
-    poll_seconds = settings.batch_seconds / 3 if poll_seconds is None else poll_seconds
+    poll_seconds = settings.source.batch_seconds / 3 if poll_seconds is None else poll_seconds
     engine = db.make_engine(settings.data_db)
     results: list[IngestResult] = []
     try:

@@ -16,6 +16,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from covertype.errors import BadInput
+
 
 @dataclass(frozen=True)
 class IntField:
@@ -85,15 +87,16 @@ _WILDERNESS_ALIASES = {name.lower(): name for name in WILDERNESS_AREAS} | {
 _SOIL_BY_ELU = {code: f"C{code}" for code in SOIL_ELU_CODES}
 
 
-class FieldError(ValueError):
-    """One bad value: which field, what it was, and what is allowed."""
+class FieldError(BadInput, ValueError):
+    """One bad value: which field, what it was, and what is allowed (a ValueError too:
+    pydantic turns it into a validation error where a model's validator raises it)."""
 
     def __init__(self, field: str, value: object, problem: str, allowed: str):
         self.field, self.value, self.problem, self.allowed = field, value, problem, allowed
         super().__init__(f"{field}: {value!r} {problem}; allowed: {allowed}")
 
 
-class RecordError(ValueError):
+class RecordError(BadInput, ValueError):
     """A record with one or more bad fields; `errors` lists each."""
 
     def __init__(self, errors: Sequence[FieldError]):

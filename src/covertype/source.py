@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from covertype import dataset, schema
+from covertype.errors import CovertypeError
+from covertype.http_errors import error_response
 from covertype.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,12 @@ def call_rows(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(batch, size=math.ceil(len(batch) / 10), replace=False))
 
 
+class SourceRequestError(CovertypeError):
+    """A request the course's data API refuses with 400: a bad group, or all data served."""
+
+    status = 400
+
+
 def parse_group(value: str | None) -> int:
     """The course API answers 400 (not 422) to a bad group; so do we, naming what is allowed."""
     try:
@@ -153,7 +161,7 @@ def parse_group(value: str | None) -> int:
     if group not in GROUPS:
         got = "nothing" if value is None else repr(value)
         allowed = f"a whole number from {GROUPS.start} to {GROUPS.stop - 1}"
-        raise HTTPException(400, f"group_number must be {allowed}; got {got}")
+        raise SourceRequestError(f"group_number must be {allowed}; got {got}")
     return group
 
 
@@ -188,14 +196,14 @@ def create_app(settings: Settings) -> FastAPI:
         started = time.perf_counter()
         frame = dataset.load_dataset(settings)
         app.state.frame = frame
-        app.state.batches = partition(frame, settings.source_order)
-        app.state.store = StateStore(settings.source_state_path, settings.batch_seconds)
+        app.state.batches = partition(frame, settings.source.order)
+        app.state.store = StateStore(settings.source.state_path, settings.source.batch_seconds)
         log.info(
             "source ready",
             extra={
                 "rows": len(frame),
-                "order": settings.source_order,
-                "batch_seconds": settings.batch_seconds,
+                "order": settings.source.order,
+                "batch_seconds": settings.source.batch_seconds,
                 "startup_seconds": round(time.perf_counter() - started, 3),
             },
         )
@@ -214,6 +222,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Covertype rows in 10 batches rotating every COVERTYPE_BATCH_SECONDS.",
         lifespan=lifespan,
     )
+    app.add_exception_handler(CovertypeError, error_response)
     registry.register(_GroupStates(app))
 
     @app.get("/")
@@ -222,15 +231,15 @@ def create_app(settings: Settings) -> FastAPI:
         return {
             "service": "covertype source API",
             "serves": "UCI Covertype rows in the course format, every value a string",
-            "source": str(settings.source_data or "sklearn.datasets.fetch_covtype"),
+            "source": str(settings.source.data or "sklearn.datasets.fetch_covtype"),
             "rows": len(state.frame),
             "fields": list(schema.FIELDS),
             "batches": BATCHES,
-            "order": settings.source_order,
-            "order_detail": ORDERS[settings.source_order],
+            "order": settings.source.order,
+            "order_detail": ORDERS[settings.source.order],
             "rows_per_batch": [len(b) for b in state.batches],
             "rows_per_call": "a random tenth of the current batch",
-            "batch_seconds": settings.batch_seconds,
+            "batch_seconds": settings.source.batch_seconds,
             "groups": f"{GROUPS.start}..{GROUPS.stop - 1}",
             "group_state": {
                 g: {"batch_number": s.batch_number, "exhausted": s.exhausted}
@@ -249,7 +258,7 @@ def create_app(settings: Settings) -> FastAPI:
         state = request.app.state
         current = state.store.advance(group, time.time())
         if current.exhausted:
-            raise HTTPException(400, EXHAUSTED_DETAIL.format(group=group, batches=BATCHES))
+            raise SourceRequestError(EXHAUSTED_DETAIL.format(group=group, batches=BATCHES))
         picked = call_rows(state.batches[current.batch_number - 1], np.random.default_rng())
         rows = dataset.to_course_rows(state.frame.iloc[picked])
         rows_served.labels(str(group)).inc(len(rows))

@@ -151,7 +151,7 @@ def champion(mlflow_server, tmp_path_factory, real_frame) -> dict[str, str]:
     settings = training_settings(tmp, mlflow_server.url)
     fill_data_db(settings.data_db, real_frame, rows=3000, batches=2)
     result = train(settings, candidates=[("lightgbm", {"n_estimators": 60, "num_leaves": 31})])
-    return {"model_name": settings.model_name, "version": result.version}
+    return {"model_name": settings.mlflow.model_name, "version": result.version}
 
 
 @pytest.fixture(scope="session")

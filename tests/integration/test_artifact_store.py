@@ -47,7 +47,7 @@ def test_store_down_during_a_swap_keeps_the_old_champion_and_retries(tmp_path, r
             env={
                 "COVERTYPE_HOME": str(tmp_path / "api"),
                 "MLFLOW_TRACKING_URI": mlflow.url,
-                "COVERTYPE_MODEL_NAME": settings.model_name,
+                "COVERTYPE_MODEL_NAME": settings.mlflow.model_name,
                 "COVERTYPE_SERVE_WATCH_SECONDS": "1",
             },
             cwd=tmp_path,
@@ -55,13 +55,15 @@ def test_store_down_during_a_swap_keeps_the_old_champion_and_retries(tmp_path, r
         ).start(ready_path="/ready", timeout=120)
 
         # A second version, registered while the store runs; the alias moves once it is down.
-        candidate = settings.model_copy(update={"model_alias": "candidate"})
+        candidate = settings.with_env({"COVERTYPE_MODEL_ALIAS": "candidate"})
         fill_data_db(settings.data_db, real_frame, rows=2000, batches=2, start=2000)
         second = train(candidate, candidates=[("lightgbm", TINY | {"n_estimators": 25})])
         with PredictLoad(api.url, records_of(real_frame.sample(100, random_state=1))) as load:
             s3.kill()
             client = MlflowClient(mlflow.url, registry_uri=mlflow.url)
-            client.set_registered_model_alias(settings.model_name, "champion", second.version)
+            client.set_registered_model_alias(
+                settings.mlflow.model_name, "champion", second.version
+            )
             failed = wait_for(
                 lambda: _failed_loads(api.url),
                 30,

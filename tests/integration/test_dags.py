@@ -8,22 +8,21 @@ MLflow server processes; assertions on the data DB, the metadata DB and the mode
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from unittest.mock import patch
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from covertype import db, orchestrate, schema
-from covertype.orchestrate import COLLECT_DAG, MONITOR_DAG, TRAIN_DAG
+from covertype import db, schema
+from covertype.orchestrate import airflow_config, schedule
+from covertype.orchestrate.schedule import COLLECT_DAG, MONITOR_DAG, TRAIN_DAG
 from covertype.settings import Settings
 from covertype.train import FAMILIES
 from tests.support.data import fill_data_db, write_uci_file
@@ -40,8 +39,8 @@ class Airflow:
 
     def __init__(self, root: Path):
         self.root = root
-        self.settings = Settings(_env_file=None, home=root / "home")
-        self.metadata_db = orchestrate.airflow_home(self.settings) / "airflow.db"
+        self.settings = Settings.from_env({"COVERTYPE_HOME": root / "home"})
+        self.metadata_db = self.settings.airflow.home / "airflow.db"
         self.base = {
             "COVERTYPE_HOME": str(self.settings.home),
             # One champion asset name per session (it is derived from the model name).
@@ -124,9 +123,7 @@ def airflow(tmp_path_factory) -> Airflow:
 def airflow_python(stack: Airflow, code: str, extra: dict[str, str] | None = None) -> dict:
     """Run Python under the Airflow environment of the settings; it prints one JSON object."""
     base = stack.env(extra)
-    with patch.dict(os.environ, base, clear=True):  # the settings that environment gives
-        settings = Settings(_env_file=None)
-    env = orchestrate.process_env(settings, base=base)
+    env = airflow_config.process_env(Settings.from_env(base), base=base)
     done = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
@@ -169,7 +166,7 @@ def test_airflow_is_configured_from_the_settings(airflow):
     assert seen["home"] == str(home)
     assert (seen["executor"], seen["parallelism"]) == ("LocalExecutor", 4)
     assert seen["db"] == f"sqlite:///{home / 'airflow.db'}"
-    assert seen["dags_folder"] == str(orchestrate.DAGS_FOLDER)
+    assert seen["dags_folder"] == str(schedule.DAGS_FOLDER)
     assert seen["load_examples"] is False
     assert seen["users"] == "admin:admin"
     assert seen["port"] == port
@@ -212,7 +209,7 @@ def test_admin_logs_in_with_the_password_of_the_settings(airflow, tmp_path):
 INTEGRITY_SCRIPT = """
 import json, sys, warnings
 from airflow.dag_processing.dagbag import DagBag
-from covertype.orchestrate import DAGS_FOLDER
+from covertype.orchestrate.schedule import DAGS_FOLDER
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     bag = DagBag(str(DAGS_FOLDER))

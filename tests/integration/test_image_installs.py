@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from covertype import orchestrate
+from covertype.orchestrate import schedule
 from tests.deploy_files import (
     ROOT,
     airflow_services,
@@ -253,11 +253,11 @@ def test_project_dockerfile_installs_a_covertype_that_runs_every_service(
 
 DAGS_PARSE = """
 import json, os
-from covertype import orchestrate
+from covertype.orchestrate import airflow_config, schedule
 from covertype.settings import get_settings
-os.environ.update(orchestrate.process_env(get_settings()))
+os.environ.update(airflow_config.process_env(get_settings()))
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(str(orchestrate.DAGS_FOLDER))
+bag = DagBag(str(schedule.DAGS_FOLDER))
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
                   "dags": sorted(bag.dag_ids)}))
 """
@@ -299,7 +299,7 @@ def test_airflow_dockerfile_installs_covertype_beside_a_working_airflow(
     parsed = json.loads(parse.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
     assert set(parsed["dags"]) == {
-        orchestrate.COLLECT_DAG,
-        orchestrate.TRAIN_DAG,
-        orchestrate.MONITOR_DAG,
+        schedule.COLLECT_DAG,
+        schedule.TRAIN_DAG,
+        schedule.MONITOR_DAG,
     }

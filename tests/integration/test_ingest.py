@@ -19,13 +19,14 @@ from tests.support.servers import free_port
 GOOD = ["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "Rawah", "C7745", "4"]
 
 
-def settings_for(url: str, db_url: str, **extra) -> Settings:
-    return Settings(
-        _env_file=None,
-        source_url=url,
-        data_db_url=db_url,
-        ingest_backoff_seconds=0.05,
-        **extra,
+def settings_for(url: str, db_url: str, **env) -> Settings:
+    return Settings.from_env(
+        {
+            "COVERTYPE_SOURCE_URL": url,
+            "COVERTYPE_DATA_DB_URL": db_url,
+            "COVERTYPE_INGEST_BACKOFF_SECONDS": 0.05,
+        }
+        | env
     )
 
 
@@ -128,7 +129,7 @@ def test_source_errors_are_retried_with_backoff(data_engine):
 
 def test_a_source_that_keeps_failing_ends_with_a_clear_error(data_engine):
     with ScriptedSource([(500, {"detail": "boom"})]) as source:
-        settings = settings_for(source.url, str(data_engine.url), ingest_attempts=3)
+        settings = settings_for(source.url, str(data_engine.url), COVERTYPE_INGEST_ATTEMPTS=3)
         with pytest.raises(SourceError, match=f"source API {source.url} failed after 3 attempts"):
             ingest_once(settings, data_engine)
         assert source.requests == 3
@@ -136,7 +137,7 @@ def test_a_source_that_keeps_failing_ends_with_a_clear_error(data_engine):
 
 def test_an_unreachable_source_names_the_url(data_engine):
     url = f"http://127.0.0.1:{free_port()}"
-    settings = settings_for(url, str(data_engine.url), ingest_attempts=2)
+    settings = settings_for(url, str(data_engine.url), COVERTYPE_INGEST_ATTEMPTS=2)
     with pytest.raises(SourceError, match=f"source API {url} failed after 2 attempts.*Connect"):
         ingest_once(settings, data_engine)
 
@@ -152,8 +153,8 @@ def test_all_collected_is_a_normal_end(data_engine):
 
 def test_other_400s_are_errors_not_retried(source_server, data_engine):
     server = source_server()
-    settings = settings_for(server.url, str(data_engine.url), group_number=7)
-    settings.group_number = 11  # bypass the settings check to reach the API's
+    settings = settings_for(server.url, str(data_engine.url), COVERTYPE_GROUP_NUMBER=7)
+    settings.source.group_number = 11  # bypass the settings check to reach the API's
     with pytest.raises(SourceError, match="answered 400: group_number must be"):
         ingest_once(settings, data_engine)
 

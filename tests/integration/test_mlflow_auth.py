@@ -59,15 +59,15 @@ def trained(tmp_path_factory, real_frame):
     tmp = tmp_path_factory.mktemp("mlflow-auth")
     settings = training_settings(tmp, "http://unset")
     env = AUTH_ENV | {
-        "COVERTYPE_MODEL_NAME": settings.model_name,
-        "COVERTYPE_EXPERIMENT_NAME": settings.experiment_name,
+        "COVERTYPE_MODEL_NAME": settings.mlflow.model_name,
+        "COVERTYPE_EXPERIMENT_NAME": settings.mlflow.experiment_name,
         "COVERTYPE_MLFLOW_WORKERS": str(WORKERS),
     }
     server = start_mlflow(tmp / "server", env)
     try:
         from covertype.train import train
 
-        settings = settings.model_copy(update={"mlflow_tracking_uri": server.url})
+        settings = settings.with_env({"MLFLOW_TRACKING_URI": server.url})
         fill_data_db(settings.data_db, real_frame, rows=2000, batches=1)
         with signed_in("train"):
             result = train(settings, candidates=[("lightgbm", {"n_estimators": 10})])
@@ -92,11 +92,11 @@ def test_anonymous_and_wrong_passwords_get_401_and_health_stays_open(trained):
     assert httpx.get(f"{trained.url}/health").status_code == 200
     with signed_in("train"), pytest.raises(MlflowException, match="401"):
         os.environ["MLFLOW_TRACKING_PASSWORD"] = "a-wrong-password"
-        client(trained).get_registered_model(trained.settings.model_name)
+        client(trained).get_registered_model(trained.settings.mlflow.model_name)
 
 
 def test_the_training_user_trained_registered_and_moved_the_alias(trained):
-    name, result = trained.settings.model_name, trained.result
+    name, result = trained.settings.mlflow.model_name, trained.result
     with signed_in("train"):
         mlflow_client = client(trained)
         assert mlflow_client.get_model_version_by_alias(name, "champion").version == str(
@@ -127,7 +127,7 @@ def test_the_training_user_trained_registered_and_moved_the_alias(trained):
 def test_the_serving_user_loads_the_champion_and_cannot_register_or_move_it(trained, tmp_path):
     import mlflow
 
-    name, version = trained.settings.model_name, str(trained.result.version)
+    name, version = trained.settings.mlflow.model_name, str(trained.result.version)
     with signed_in("serve"):
         mlflow_client = client(trained)
         champion = mlflow_client.get_model_version_by_alias(name, "champion")
@@ -191,26 +191,27 @@ def test_the_server_refuses_a_missing_or_bad_admin_password(tmp_path, password, 
 def test_a_fresh_user_db_is_bootstrapped_once(data_db_url, tmp_path):
     """SQLite (local), and compose's and k8s' MySQL where COVERTYPE_TEST_MYSQL_URL is set
     (MLflow's first migration alone fails there)."""
-    from covertype import tracking
     from covertype.settings import Settings
+    from covertype.tracking.auth_users import bootstrap_auth
 
-    settings = Settings(
-        _env_file=None,
-        home=tmp_path / "home",
-        auth="on",
-        mlflow_auth_db_url=data_db_url,
-        mlflow_admin_password=USERS["admin"][1],
-        mlflow_train_password=USERS["train"][1],
+    settings = Settings.from_env(
+        {
+            "COVERTYPE_HOME": tmp_path / "home",
+            "COVERTYPE_AUTH": "on",
+            "COVERTYPE_MLFLOW_AUTH_DB_URL": data_db_url,
+            "COVERTYPE_MLFLOW_ADMIN_PASSWORD": USERS["admin"][1],
+            "COVERTYPE_MLFLOW_TRAIN_PASSWORD": USERS["train"][1],
+        }
     )
-    assert "MLflow user covertype-train created (train)" in tracking.bootstrap_auth(settings)
-    assert tracking.bootstrap_auth(settings) == []
+    assert "MLflow user covertype-train created (train)" in bootstrap_auth(settings)
+    assert bootstrap_auth(settings) == []
 
 
 def test_no_model_yet_is_no_champion_for_every_user_not_a_permission_error(trained):
     # MLflow's auth answers a non-admin's alias lookup of a missing model with 403.
     from covertype.monitor.reference import find_champion
 
-    settings = trained.settings.model_copy(update={"model_name": "never-registered"})
+    settings = trained.settings.with_env({"COVERTYPE_MODEL_NAME": "never-registered"})
     for role in ("train", "serve", "ui"):
         with signed_in(role):
             assert find_champion(client(trained), settings) is None, role

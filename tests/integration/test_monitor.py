@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from covertype import dataset, db, ingest, orchestrate, schema, tracking
+from covertype import dataset, db, ingest, schema
 from covertype.monitor import reference
 from covertype.monitor.reports import batch_report, predictions_report
+from covertype.retraining import decisions
+from covertype.tracking.client import connect
 from tests.support.data import records_of, training_settings
 from tests.support.environment import run_cli
 
@@ -44,9 +46,11 @@ def monitored(mlflow_server, tmp_path_factory, areas):
     settings = training_settings(
         tmp,
         mlflow_server.url,
-        monitoring_experiment=f"covertype-monitoring-{uuid.uuid4().hex[:6]}",
-        drift_reference_rows=1_500,
-        drift_min_rows=50,
+        env={
+            "COVERTYPE_MONITORING_EXPERIMENT": f"covertype-monitoring-{uuid.uuid4().hex[:6]}",
+            "COVERTYPE_DRIFT_REFERENCE_ROWS": 1_500,
+            "COVERTYPE_DRIFT_MIN_ROWS": 50,
+        },
     )
     rawah, commanche = areas["Rawah"], areas["Commanche"]
     store(settings, 1, rawah.iloc[:1_500])
@@ -95,10 +99,10 @@ def test_a_batch_like_the_training_rows_has_no_drift(monitored):
 
 def test_the_report_is_logged_to_the_monitoring_experiment(monitored):
     report = batch_report(monitored, 4)
-    client = tracking.connect(monitored)
+    client = connect(monitored)
     run = client.get_run(report.mlflow_run_id)
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.name == monitored.monitoring_experiment
+    assert experiment.name == monitored.monitor.experiment
     metrics, tags = run.data.metrics, run.data.tags
     assert metrics["dataset_drift"] == 1.0 and metrics["drift_share"] == report.drift.share
     assert metrics["live_accuracy"] == pytest.approx(report.live_accuracy)
@@ -121,7 +125,7 @@ def test_a_batch_of_another_area_drifts(monitored):
 def test_the_reference_is_a_sample_of_the_rows_the_champion_fitted_on(monitored):
     from covertype.train import data
 
-    client = tracking.connect(monitored)
+    client = connect(monitored)
     champion = reference.find_champion(client, monitored)
     assert champion.trained_batches == (1, 2) and champion.rows == TRAINED
     engine = db.make_engine(monitored.data_db)
@@ -162,11 +166,11 @@ def test_a_batch_that_cannot_be_compared_says_why(monitored, batch, reason):
 
 
 def test_no_champion_says_so(monitored):
-    other = monitored.model_copy(update={"model_name": f"nothing-{uuid.uuid4().hex[:6]}"})
+    other = monitored.with_env({"COVERTYPE_MODEL_NAME": f"nothing-{uuid.uuid4().hex[:6]}"})
     report = batch_report(other, 3)
     assert not report.computed
     assert report.reason == (
-        f"not computed: {other.model_name} has no version 'champion' yet, so there are no "
+        f"not computed: {other.mlflow.model_name} has no version 'champion' yet, so there are no "
         "training rows to compare with"
     )
 
@@ -174,12 +178,12 @@ def test_no_champion_says_so(monitored):
 def test_a_champion_without_lineage_says_so(monitored):
     import mlflow
 
-    client = tracking.connect(monitored)
-    source = client.get_model_version(monitored.model_name, "1").source
+    client = connect(monitored)
+    source = client.get_model_version(monitored.mlflow.model_name, "1").source
     name = f"by-hand-{uuid.uuid4().hex[:6]}"
     version = mlflow.register_model(source, name)  # the same model, without our tags
     client.set_registered_model_alias(name, "champion", version.version)
-    report = batch_report(monitored.model_copy(update={"model_name": name}), 3)
+    report = batch_report(monitored.with_env({"COVERTYPE_MODEL_NAME": name}), 3)
     assert not report.computed
     assert report.reason.startswith(
         f"not computed: {name} v1 (alias champion) lacks trained_batches"
@@ -187,7 +191,7 @@ def test_a_champion_without_lineage_says_so(monitored):
 
 
 def test_no_reference_rows_says_so(monitored, tmp_path, areas):
-    elsewhere = monitored.model_copy(update={"data_db_url": f"sqlite:///{tmp_path / 'other.db'}"})
+    elsewhere = monitored.with_env({"COVERTYPE_DATA_DB_URL": f"sqlite:///{tmp_path / 'other.db'}"})
     store(elsewhere, 3, areas["Rawah"].iloc[TRAINED : TRAINED + 500])
     report = batch_report(elsewhere, 3)
     assert not report.computed
@@ -226,13 +230,13 @@ def test_predictions_are_compared_once_each(monitored, areas):
 def test_the_gatherer_decides_from_the_registry_and_the_reports(monitored):
     stored_rows = db.count_rows(monitored.data_db)[0]
     batch_report(monitored, 4)  # drift
-    decision = orchestrate.retraining_decision(monitored)
+    decision = decisions.decide(monitored)
     assert decision.train and decision.reason.startswith("drift in batch 4 (")
     assert decision.facts.champion_version == "1" and decision.facts.champion_rows == TRAINED
     assert decision.facts.rows_now == stored_rows
     batch_report(monitored, 3)  # no drift, and the new rows are not enough at 500%
-    strict = monitored.model_copy(update={"retrain_min_new_rows_percent": 500})
-    decision = orchestrate.retraining_decision(strict)
+    strict = monitored.with_env({"COVERTYPE_RETRAIN_MIN_NEW_ROWS_PERCENT": 500})
+    decision = decisions.decide(strict)
     new = stored_rows - TRAINED
     assert not decision.train
     assert decision.reason.startswith("no drift in batch 3 (")
@@ -240,20 +244,22 @@ def test_the_gatherer_decides_from_the_registry_and_the_reports(monitored):
         f"{new:,} new rows since v1's training are {100 * new / TRAINED:.0f}% of the 3,000 it "
         "read (< 500%)"
     )
-    assert orchestrate.retraining_decision(monitored, manual=True).train
-    nobody = monitored.model_copy(update={"model_name": f"nothing-{uuid.uuid4().hex[:6]}"})
-    decision = orchestrate.retraining_decision(nobody)
+    assert decisions.decide(monitored, manual=True).train
+    nobody = monitored.with_env({"COVERTYPE_MODEL_NAME": f"nothing-{uuid.uuid4().hex[:6]}"})
+    decision = decisions.decide(nobody)
     assert decision.train and decision.reason.startswith("no champion yet")
 
 
 def test_the_monitor_command_reports_a_batch_and_says_why_it_cannot(monitored, tmp_path):
-    from covertype.settings import env_name
-
     env = {
-        env_name(field): str(getattr(monitored, field))
-        for field in ("home", "mlflow_tracking_uri", "model_name", "monitoring_experiment",
-                      "drift_reference_rows", "drift_min_rows")
-    } | {"COVERTYPE_DATA_DB_URL": monitored.data_db}  # fmt: skip
+        "COVERTYPE_HOME": str(monitored.home),
+        "MLFLOW_TRACKING_URI": monitored.mlflow.tracking_uri,
+        "COVERTYPE_MODEL_NAME": monitored.mlflow.model_name,
+        "COVERTYPE_MONITORING_EXPERIMENT": monitored.monitor.experiment,
+        "COVERTYPE_DRIFT_REFERENCE_ROWS": str(monitored.monitor.drift_reference_rows),
+        "COVERTYPE_DRIFT_MIN_ROWS": str(monitored.monitor.drift_min_rows),
+        "COVERTYPE_DATA_DB_URL": monitored.data_db,
+    }
     drifted = run_cli(["monitor", "--batch", "4"], env, tmp_path)
     assert drifted.returncode == 0, drifted.stdout + drifted.stderr
     assert drifted.stdout.startswith("batch 4 (1,000 rows) against champion v1's")

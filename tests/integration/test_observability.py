@@ -16,9 +16,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import db
-from covertype.monitor import overview
-from covertype.serve import reports
+from covertype.serve import drift_gauges
 from covertype.settings import Settings
+from covertype.ui import monitoring_data
 from tests.support.data import records_of
 from tests.support.environment import REPO
 from tests.support.servers import ServerProcess, free_port, wait_for
@@ -162,7 +162,7 @@ def test_prometheus_scrapes_every_service_and_answers_every_panel(prometheus, ap
     def predictions_counted():
         rates = [
             query(prometheus, "sum(rate(covertype_predictions_total[1m])) > 0"),
-            query(prometheus, overview.TRAFFIC_QUERIES["p99 latency (ms)"] + " > 0"),
+            query(prometheus, monitoring_data.TRAFFIC_QUERIES["p99 latency (ms)"] + " > 0"),
         ]
         return all(rates)
 
@@ -178,8 +178,8 @@ def test_prometheus_scrapes_every_service_and_answers_every_panel(prometheus, ap
     [version] = query(prometheus, "max(covertype_model_version)")
     assert float(version["value"][1]) >= 1
     # The UI's Monitoring tab asks the same Prometheus for its traffic charts.
-    drawn = overview.traffic(Settings(_env_file=None, prometheus_url=prometheus.url))
-    assert set(drawn["measure"]) == set(overview.TRAFFIC_QUERIES)
+    drawn = monitoring_data.traffic(Settings.from_env({"COVERTYPE_PROMETHEUS_URL": prometheus.url}))
+    assert set(drawn["measure"]) == set(monitoring_data.TRAFFIC_QUERIES)
     assert {"/predict", "/predict/batch"} <= set(drawn["endpoint"])
 
 
@@ -214,7 +214,7 @@ def test_prometheus_loads_every_rule_and_fires_drift_from_a_stored_report(
         alerts = httpx.get(f"{prometheus.url}/api/v1/alerts").json()["data"]["alerts"]
         return [a for a in alerts if a["labels"]["alertname"] == "CovertypeDriftDetected"]
 
-    timeout = reports.REFRESH_SECONDS + 20
+    timeout = drift_gauges.REFRESH_SECONDS + 20
     [alert] = wait_for(drift_alert, timeout, "CovertypeDriftDetected firing")
     assert alert["state"] == "firing" and alert["labels"]["kind"] == "batch"
     [share] = query(prometheus, 'max(covertype_drift_share{kind="batch"})')

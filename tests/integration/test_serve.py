@@ -29,9 +29,9 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import schema
-from covertype.serve.compiled import ONNX_TOLERANCE
-from covertype.serve.fast import EXACT, compile_predictor
-from covertype.serve.model import load_pipeline
+from covertype.serve.model_files import load_pipeline
+from covertype.serve.onnx_trees import ONNX_TOLERANCE
+from covertype.serve.predictor_choice import EXACT, compile_predictor
 from covertype.serve.records import EXAMPLE
 from covertype.train import train
 from tests.support.data import fill_data_db, records_of, training_frame, training_settings
@@ -125,14 +125,21 @@ def registry(mlflow_server, tmp_path_factory, real_frame) -> Registry:
         family: mlflow.sklearn.load_model(
             str(
                 download(
-                    mlflow_server.url, settings.model_name, version, tmp_path_factory.mktemp(family)
+                    mlflow_server.url,
+                    settings.mlflow.model_name,
+                    version,
+                    tmp_path_factory.mktemp(family),
                 )
             )
         )
         for family, version in versions.items()
     }
     return Registry(
-        mlflow_server.url, settings.model_name, versions, pipelines, MlflowClient(mlflow_server.url)
+        mlflow_server.url,
+        settings.mlflow.model_name,
+        versions,
+        pipelines,
+        MlflowClient(mlflow_server.url),
     )
 
 
@@ -499,7 +506,9 @@ def test_registry_outage_keeps_serving_the_cached_model_and_picks_up_the_next_ch
         fill_data_db(settings.data_db, real_frame, rows=3000, batches=1)
         first = train(settings, candidates=[WEAK])
         home = tmp_path / "serve-home"
-        server = serve_process(tmp_path, registry.url, settings.model_name, "champion", home=home)
+        server = serve_process(
+            tmp_path, registry.url, settings.mlflow.model_name, "champion", home=home
+        )
         servers.append(server.start("/ready", timeout=120))
         rows = check_records[:50]
 
@@ -517,12 +526,12 @@ def test_registry_outage_keeps_serving_the_cached_model_and_picks_up_the_next_ch
         assert ready.json()["registry"]["last_error"]
 
         server.stop()  # and the API restarts while it is away: the local copy serves
-        restarted = serve_process(tmp_path, registry.url, settings.model_name, "champion",
+        restarted = serve_process(tmp_path, registry.url, settings.mlflow.model_name, "champion",
                                   home=home)  # fmt: skip
         servers.append(restarted.start("/ready", timeout=120))
         ready = httpx.get(restarted.url + "/ready").json()
         assert ready["model"] | {"loaded_at": None} == {
-            "name": settings.model_name,
+            "name": settings.mlflow.model_name,
             "version": first.version,
             "alias": "champion",
             "source": "local cache",
@@ -536,7 +545,7 @@ def test_registry_outage_keeps_serving_the_cached_model_and_picks_up_the_next_ch
         )
         assert httpx.post(restarted.url + "/predict", json=EXAMPLE).status_code == 200
         # An API that never loaded anything has nothing to serve, says why, and keeps asking.
-        cold = serve_process(tmp_path, registry.url, settings.model_name, "champion",
+        cold = serve_process(tmp_path, registry.url, settings.mlflow.model_name, "champion",
                              home=tmp_path / "cold-home")  # fmt: skip
         servers.append(cold.start("/health", timeout=120))
         not_ready = httpx.get(cold.url + "/ready")
@@ -548,7 +557,7 @@ def test_registry_outage_keeps_serving_the_cached_model_and_picks_up_the_next_ch
         # A new version takes the alias, as the training gate does it.
         client = MlflowClient(registry.url)
         mlflow.set_tracking_uri(registry.url)
-        name = settings.model_name
+        name = settings.mlflow.model_name
         new = str(mlflow.register_model(f"models:/{name}/{first.version}", name).version)
         client.set_registered_model_alias(name, "champion", new)
         wait_for(lambda: served_version(restarted.url) == new, 60, "the new champion")

@@ -129,7 +129,11 @@ def test_startup_uses_the_cached_conversion(source_server, real_data, tmp_path):
     again = source_server(data=real_data, home=home)
     assert "dataset loaded from cache" in again.log()
     rows = get_data(again).json()["data"]
-    total = len(dataset.load_dataset(Settings(_env_file=None, home=home, source_data=real_data)))
+    total = len(
+        dataset.load_dataset(
+            Settings.from_env({"COVERTYPE_HOME": home, "COVERTYPE_SOURCE_DATA": real_data})
+        )
+    )
     assert len(rows) == math.ceil(math.ceil(total / 10) / 10)
 
 

@@ -391,7 +391,7 @@ def test_a_service_that_keeps_dying_is_marked_failed_and_the_rest_serves(stack, 
         alive = record.state == RUNNING and record.sid and session_members([record.sid])
         return record if alive or record.state == FAILED else None
 
-    for _ in range(tree.FAIL_EXITS + 1):
+    for _ in range(guard.FAIL_EXITS + 1):
         record = stack.wait(running_or_failed, 60, "a UI to kill")
         if record.state == FAILED:
             break

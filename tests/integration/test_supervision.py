@@ -1,5 +1,5 @@
 """Supervision as the stack runs it, on small real programs: a real supervisord, the guard of
-`covertype.stack.tree` around each program, real signals, real ports.
+`covertype.stack.guard` around each program, real signals, real ports.
 
 The "server" is a process tree like `mlflow server`: a parent that starts a child holding the
 port and exits when the child dies. Killing either must end with the whole tree restarted and
@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from covertype.processes import session_members
-from covertype.stack import tree
+from covertype.stack import guard
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord
 from covertype.stack.supervisor import Supervisor
 from tests.support.environment import clean_env
@@ -104,7 +104,7 @@ def test_a_killed_tree_is_stopped_whole_and_restarted_after_a_backoff(supervised
     wait_for(lambda: not psutil.pid_exists(child) or not _alive(child), 10, "orphan stopped")
     record = wait_for(lambda: (r := stack.record("web")).starts == 2 and r, 15, "restart")
     assert record.exits[-1].describe() == "killed by SIGKILL"
-    assert record.started_at - killed_at >= tree.FIRST_BACKOFF_SECONDS - 0.2  # it waited
+    assert record.started_at - killed_at >= guard.FIRST_BACKOFF_SECONDS - 0.2  # it waited
     wait_for(lambda: answers(port), 30, "answer after the restart")
     assert record.sid != leader and record.state == RUNNING
 
@@ -114,7 +114,7 @@ def test_a_killed_tree_is_stopped_whole_and_restarted_after_a_backoff(supervised
     os.kill(child, signal.SIGKILL)
     again = wait_for(lambda: (r := stack.record("web")).starts == 3 and r, 20, "second restart")
     assert again.exits[-1].code != 0
-    assert again.started_at - again.exits[-1].at >= 2 * tree.FIRST_BACKOFF_SECONDS - 0.2
+    assert again.started_at - again.exits[-1].at >= 2 * guard.FIRST_BACKOFF_SECONDS - 0.2
     wait_for(lambda: answers(port), 30, "answer after the second restart")
     assert stack.close() == []
 
@@ -132,9 +132,9 @@ def test_a_crash_looping_service_is_marked_failed_while_the_rest_serves(supervis
         60,
         "broken marked failed",
     )
-    assert len(failed.exits) == tree.FAIL_EXITS
-    assert [e.code for e in failed.exits] == [3] * tree.FAIL_EXITS
-    assert failed.failed_reason.startswith(f"{tree.FAIL_EXITS} exits within")
+    assert len(failed.exits) == guard.FAIL_EXITS
+    assert [e.code for e in failed.exits] == [3] * guard.FAIL_EXITS
+    assert failed.failed_reason.startswith(f"{guard.FAIL_EXITS} exits within")
     assert "cannot start: no config" in "\n".join(failed.log_tail)
     # Waits between the starts doubled: 1, 2, 4, 8 s.
     starts_gaps = [b.at - a.at for a, b in zip(failed.exits, failed.exits[1:], strict=False)]
@@ -142,7 +142,7 @@ def test_a_crash_looping_service_is_marked_failed_while_the_rest_serves(supervis
     time.sleep(2)
     info = stack.supervisor.processes()
     assert info["broken"]["statename"] == "EXITED"  # supervisord did not start it again
-    assert info["broken"]["exitstatus"] == tree.GAVE_UP
+    assert info["broken"]["exitstatus"] == guard.GAVE_UP
     assert stack.record("broken").state == FAILED
     assert info["web"]["statename"] == "RUNNING" and answers(port)
     assert stack.record("web").restarts == 0
@@ -189,7 +189,7 @@ def _alive(pid: int) -> bool:
 
 def test_the_guard_refuses_a_call_without_a_command():
     done = subprocess.run(
-        [sys.executable, "-m", "covertype.stack.tree", "web"],
+        [sys.executable, "-m", "covertype.stack.guard", "web"],
         env=clean_env({"COVERTYPE_HOME": "/nonexistent"}),
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 
 from covertype import db, schema
 from covertype.settings import Settings
-from covertype.tracking import TrackingUnreachable
+from covertype.tracking.client import TrackingUnreachable
 from covertype.train import TrainingError, load_rows, split, train
 from tests.support.data import fill_data_db, training_settings
 from tests.support.servers import S3_BUCKET, S3_TEST_ENV, free_port
@@ -20,10 +20,9 @@ WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
 STRONG = ("lightgbm", {"n_estimators": 150, "num_leaves": 63, "learning_rate": 0.1})
 
 
-def settings_for(tmp_path, server, **extra) -> Settings:
-    return training_settings(
-        tmp_path, server.url, mlflow_attempts=2, mlflow_backoff_seconds=0.1, **extra
-    )
+def settings_for(tmp_path, server) -> Settings:
+    retries = {"COVERTYPE_MLFLOW_ATTEMPTS": 2, "COVERTYPE_MLFLOW_BACKOFF_SECONDS": 0.1}
+    return training_settings(tmp_path, server.url, env=retries)
 
 
 def test_training_tracks_everything_and_registers_the_champion(
@@ -37,7 +36,7 @@ def test_training_tracks_everything_and_registers_the_champion(
     assert lines[0].startswith("training on ") and "of batches 1,2,3; 3 candidates" in lines[0]
     assert [line[:5] for line in lines[1:4]] == ["[1/3]", "[2/3]", "[3/3]"]
     assert result.promoted
-    assert result.decision == f"promoted: {settings.model_name} had no champion yet"
+    assert result.decision == f"promoted: {settings.mlflow.model_name} had no champion yet"
     assert result.rows == 5000 and 700 < result.holdout_rows < 1300
     client = MlflowClient(any_mlflow_server.url)
 
@@ -69,7 +68,7 @@ def test_training_tracks_everything_and_registers_the_champion(
         assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
 
     # The registered version carries the gate's decision and serving metadata; alias set.
-    version = client.get_model_version_by_alias(settings.model_name, "champion")
+    version = client.get_model_version_by_alias(settings.mlflow.model_name, "champion")
     assert version.version == result.version
     assert version.tags["gate.decision"] == result.decision
     assert version.tags["run_id"] == result.run_id
@@ -79,7 +78,7 @@ def test_training_tracks_everything_and_registers_the_champion(
         keys = {o["Key"] for o in _bucket_objects(s3)}
         assert any(k.endswith(f"{result.run_id}/artifacts/confusion_matrix.png") for k in keys)
         assert any(k.endswith("model.skops") for k in keys), sorted(keys)[:20]
-    model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
+    model = mlflow.sklearn.load_model(f"models:/{settings.mlflow.model_name}@champion")
     holdout = split(load_rows(db.make_engine(settings.data_db)), settings).holdout
     predicted = model.predict(holdout.X)
     f1 = f1_score(holdout.y, predicted, average="macro", labels=range(7))
@@ -113,14 +112,14 @@ def test_the_gate_moves_the_alias_only_for_a_better_model(mlflow_server, tmp_pat
     assert weaker.champion_version == better.version
     assert weaker.decision.startswith(f"kept champion v{better.version}: its macro F1 ")
     client = MlflowClient(mlflow_server.url)
-    assert client.get_model_version_by_alias(settings.model_name, "champion").version == (
+    assert client.get_model_version_by_alias(settings.mlflow.model_name, "champion").version == (
         better.version
     )
-    tags = client.get_model_version(settings.model_name, weaker.version).tags
+    tags = client.get_model_version(settings.mlflow.model_name, weaker.version).tags
     assert tags["gate.promoted"] == "false"
     assert float(tags["gate.champion_macro_f1"]) == pytest.approx(weaker.champion_macro_f1)
     assert tags["gate.champion_version"] == better.version
-    promoted_tags = client.get_model_version(settings.model_name, better.version).tags
+    promoted_tags = client.get_model_version(settings.mlflow.model_name, better.version).tags
     assert promoted_tags["gate.promoted"] == "true"
     assert promoted_tags["gate.decision"] == better.decision
 
@@ -134,7 +133,7 @@ def test_the_champion_predicts_the_same_in_a_fresh_process(mlflow_server, tmp_pa
     script = (
         "import json, sys, mlflow, pandas as pd\n"
         f"mlflow.set_tracking_uri({mlflow_server.url!r})\n"
-        f"model = mlflow.pyfunc.load_model('models:/{settings.model_name}@champion')\n"
+        f"model = mlflow.pyfunc.load_model('models:/{settings.mlflow.model_name}@champion')\n"
         f"rows = pd.read_json({str(tmp_path / 'rows.json')!r}, orient='records')\n"
         "print(json.dumps([int(v) for v in model.predict(rows)]))\n"
     )
@@ -157,7 +156,7 @@ def test_a_failed_candidate_is_recorded_and_the_search_goes_on(mlflow_server, tm
     assert lines[1].startswith("[1/2] lightgbm failed: ")
     assert result.params == STRONG[1]
     client = MlflowClient(mlflow_server.url)
-    experiment = client.get_experiment_by_name(settings.experiment_name)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment_name)
     children = client.search_runs(
         [experiment.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
@@ -173,7 +172,9 @@ def test_every_candidate_failing_registers_nothing(mlflow_server, tmp_path, real
     with pytest.raises(TrainingError, match="all 1 candidates failed"):
         train(settings, candidates=[("lightgbm", {"num_leaves": 1})])
     assert (
-        MlflowClient(mlflow_server.url).search_model_versions(f"name = '{settings.model_name}'")
+        MlflowClient(mlflow_server.url).search_model_versions(
+            f"name = '{settings.mlflow.model_name}'"
+        )
         == []
     )
 
@@ -183,7 +184,9 @@ def test_no_rows_is_a_clear_error_and_nothing_is_registered(mlflow_server, tmp_p
     with pytest.raises(TrainingError, match=r"cover_type in the data DB sqlite:///.* has no rows"):
         train(settings, n_iter=1)
     assert (
-        MlflowClient(mlflow_server.url).search_model_versions(f"name = '{settings.model_name}'")
+        MlflowClient(mlflow_server.url).search_model_versions(
+            f"name = '{settings.mlflow.model_name}'"
+        )
         == []
     )
 

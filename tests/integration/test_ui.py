@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from covertype import schema, ui
+from covertype import schema
 from covertype.serve.records import EXAMPLE
+from covertype.ui import app as ui_app
 from tests.support.browser import SCREENSHOTS, headless_chromium
 from tests.support.environment import run_cli
 from tests.support.servers import ServerProcess, free_port
@@ -26,7 +27,7 @@ def page(monkeypatch, inference_api, mlflow_server):
     """The app script, run in-process by Streamlit's AppTest, pointed at the real API."""
     monkeypatch.setenv("COVERTYPE_API_URL", inference_api.url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
-    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
     app.run()
     assert not app.exception, app.exception
     return app
@@ -103,7 +104,7 @@ def test_the_model_card_shows_the_champion_its_metrics_and_confusion_matrix(page
 def test_an_unreachable_api_is_a_message_not_a_traceback(monkeypatch):
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("COVERTYPE_API_URL", url)
-    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
     app.run()
     app.button[0].click().run()
     assert not app.exception
@@ -125,7 +126,7 @@ def test_no_model_yet_is_said_plainly(monkeypatch, mlflow_server, tmp_path):
     ).start(ready_path="/health", timeout=120)
     try:
         monkeypatch.setenv("COVERTYPE_API_URL", server.url)
-        app = AppTest.from_file(ui.__file__, default_timeout=60)
+        app = AppTest.from_file(ui_app.__file__, default_timeout=60)
         app.run()
         app.button[0].click().run()
     finally:
@@ -137,7 +138,7 @@ def test_no_model_yet_is_said_plainly(monkeypatch, mlflow_server, tmp_path):
 def sidebar_links(monkeypatch, **env: str) -> str:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
     app.run()
     assert not app.exception
     return "\n".join(m.value for m in app.sidebar.markdown)
@@ -182,7 +183,7 @@ def test_the_monitoring_tab_says_what_is_missing_without_a_champion_or_mlflow(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("COVERTYPE_API_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("COVERTYPE_PROMETHEUS_URL", raising=False)
-    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
     app.run()
     assert not app.exception
     tab = app.tabs[3]
@@ -203,7 +204,7 @@ def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(
     monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     monkeypatch.setenv("COVERTYPE_MODEL_NAME", champion["model_name"])
-    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
     app.run()
     assert not app.exception
     tab = app.tabs[3]
@@ -253,7 +254,7 @@ def gated(monkeypatch, **env: str) -> AppTest:
     monkeypatch.setenv("COVERTYPE_API_URL", f"http://127.0.0.1:{free_port()}")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    app = AppTest.from_file(ui.__file__, default_timeout=60)
+    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
     app.run()
     assert not app.exception
     return app

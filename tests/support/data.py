@@ -55,7 +55,9 @@ def real_frame(source_data: Path, home: Path) -> pd.DataFrame:
     """The rows of a covtype file in the course format (conversion cached in `home`)."""
     from covertype import dataset
 
-    return dataset.load_dataset(Settings(_env_file=None, home=home, source_data=source_data))
+    return dataset.load_dataset(
+        Settings.from_env({"COVERTYPE_HOME": home, "COVERTYPE_SOURCE_DATA": source_data})
+    )
 
 
 def fill_data_db(
@@ -80,15 +82,19 @@ def fill_data_db(
     engine.dispose()
 
 
-def training_settings(folder: Path, tracking_uri: str, prefix: str = "covertype", **extra):
+def training_settings(
+    folder: Path, tracking_uri: str, prefix: str = "covertype", env: dict | None = None
+) -> Settings:
     """Settings to train into a registry: state and a SQLite data DB in `folder`, a model and
-    an experiment of their own (unique names, so many users share one MLflow server)."""
-    return Settings(
-        _env_file=None,
-        home=folder / "home",
-        data_db_url=f"sqlite:///{folder / 'data.db'}",
-        mlflow_tracking_uri=tracking_uri,
-        model_name=f"{prefix}-{uuid.uuid4().hex[:6]}",
-        experiment_name=f"{prefix}-{uuid.uuid4().hex[:6]}",
-        **extra,
+    an experiment of their own (unique names, so many users share one MLflow server); `env`:
+    more variables."""
+    return Settings.from_env(
+        {
+            "COVERTYPE_HOME": folder / "home",
+            "COVERTYPE_DATA_DB_URL": f"sqlite:///{folder / 'data.db'}",
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "COVERTYPE_MODEL_NAME": f"{prefix}-{uuid.uuid4().hex[:6]}",
+            "COVERTYPE_EXPERIMENT_NAME": f"{prefix}-{uuid.uuid4().hex[:6]}",
+        }
+        | (env or {})
     )

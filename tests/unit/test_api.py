@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import schema
 from covertype.serve import create_app
-from covertype.serve.compiled import ONNX_TOLERANCE
-from covertype.serve.fast import records_frame
-from covertype.serve.model import freeze_heap
+from covertype.serve.heap import freeze_heap
+from covertype.serve.onnx_trees import ONNX_TOLERANCE
+from covertype.serve.predictors import records_frame
 from covertype.serve.records import EXAMPLE
 from covertype.settings import MissingSecret, Settings, SettingsError, get_settings
 from covertype.train import fit_pipeline
@@ -52,16 +52,17 @@ SCRAPER = {"Authorization": f"Bearer {METRICS_KEY}"}
 
 
 def settings_for(tmp_path, max_batch: int = MAX_BATCH) -> Settings:
-    return Settings(
-        _env_file=None,
-        auth="on",
-        api_keys=",".join(API_KEYS),
-        metrics_key=METRICS_KEY,
-        home=tmp_path,
-        model_name="covertype-unit",
-        model_alias="champion",
-        serve_watch_seconds=0.3,
-        serve_max_batch=max_batch,
+    return Settings.from_env(
+        {
+            "COVERTYPE_AUTH": "on",
+            "COVERTYPE_API_KEYS": ",".join(API_KEYS),
+            "COVERTYPE_METRICS_KEY": METRICS_KEY,
+            "COVERTYPE_HOME": tmp_path,
+            "COVERTYPE_MODEL_NAME": "covertype-unit",
+            "COVERTYPE_MODEL_ALIAS": "champion",
+            "COVERTYPE_SERVE_WATCH_SECONDS": 0.3,
+            "COVERTYPE_SERVE_MAX_BATCH": max_batch,
+        }
     )
 
 
@@ -497,7 +498,7 @@ def test_the_schema_offers_both_ways_to_send_a_key(api):
 
 
 def test_auth_on_without_keys_refuses_to_build_the_api(tmp_path):
-    settings = Settings(_env_file=None, auth="on", home=tmp_path)
+    settings = Settings.from_env({"COVERTYPE_AUTH": "on", "COVERTYPE_HOME": tmp_path})
     with pytest.raises(MissingSecret, match="COVERTYPE_API_KEYS is not set"):
         create_app(settings, watch=False)
 

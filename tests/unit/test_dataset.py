@@ -9,7 +9,7 @@ from tests.support.data import uci_frame, write_uci_file
 
 
 def settings_for(tmp_path, data) -> Settings:
-    return Settings(_env_file=None, home=tmp_path / "home", source_data=data)
+    return Settings.from_env({"COVERTYPE_HOME": tmp_path / "home", "COVERTYPE_SOURCE_DATA": data})
 
 
 def test_real_file_converts_to_course_format(tmp_path, real_data):

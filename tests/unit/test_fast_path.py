@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from covertype import schema
-from covertype.serve.compiled import ONNX_TOLERANCE
-from covertype.serve.fast import EXACT, compile_predictor
+from covertype.serve.onnx_trees import ONNX_TOLERANCE
+from covertype.serve.predictor_choice import EXACT, compile_predictor
 from covertype.train import build_pipeline, fit_pipeline
 from tests.support.data import records_of, training_frame
 

@@ -8,32 +8,42 @@ import importlib.metadata
 
 import pytest
 
-from covertype import tracking
 from covertype.settings import Settings
+from covertype.tracking.auth_app import AUTH_APP
+from covertype.tracking.auth_config import (
+    AuthSetupError,
+    auth_config_path,
+    auth_environment,
+    service_users,
+)
+from covertype.tracking.auth_users import bootstrap_auth, wanted_grants
+from covertype.tracking.server import server_command
 
 PASSWORDS = {
-    "mlflow_admin_password": "admin-password-1",
-    "mlflow_train_password": "train-password-1",
-    "mlflow_serve_password": "serve-password-1",
-    "metrics_key": "metrics-key-0123456789",
+    "COVERTYPE_MLFLOW_ADMIN_PASSWORD": "admin-password-1",
+    "COVERTYPE_MLFLOW_TRAIN_PASSWORD": "train-password-1",
+    "COVERTYPE_MLFLOW_SERVE_PASSWORD": "serve-password-1",
+    "COVERTYPE_METRICS_KEY": "metrics-key-0123456789",
 }
 
 
-def auth_settings(tmp_path, **extra) -> Settings:
-    values = {"home": tmp_path / "home", "auth": "on", "model_name": "m1"} | PASSWORDS | extra
-    return Settings(_env_file=None, **values)
+def auth_settings(tmp_path, **env) -> Settings:
+    base = {"COVERTYPE_HOME": tmp_path / "home", "COVERTYPE_AUTH": "on"}
+    return Settings.from_env(base | {"COVERTYPE_MODEL_NAME": "m1"} | PASSWORDS | env)
 
 
 def test_the_config_file_is_what_mlflow_reads(tmp_path, monkeypatch):
     from mlflow.server.auth.config import read_auth_config
 
     url = "mysql+pymysql://auth:p%40ss@db:3306/mlflow_auth"  # a % that ConfigParser would eat
-    settings = auth_settings(tmp_path, mlflow_auth_db_url=url, mlflow_auth_cache_seconds=0)
-    stale = tracking.auth_config_path(settings)
+    settings = auth_settings(
+        tmp_path, COVERTYPE_MLFLOW_AUTH_DB_URL=url, COVERTYPE_MLFLOW_AUTH_CACHE_SECONDS=0
+    )
+    stale = auth_config_path(settings)
     stale.parent.mkdir(parents=True)
     stale.write_text("old")
     stale.chmod(0o644)
-    for name, value in tracking.auth_environment(settings).items():
+    for name, value in auth_environment(settings).items():
         monkeypatch.setenv(name, value)
     assert stale.stat().st_mode & 0o777 == 0o600
     config = read_auth_config()
@@ -44,11 +54,11 @@ def test_the_config_file_is_what_mlflow_reads(tmp_path, monkeypatch):
 
 
 def test_auth_on_runs_the_auth_app_and_off_does_not(tmp_path):
-    on = tracking.server_command(auth_settings(tmp_path))
-    assert on[on.index("--app-name") + 1] == tracking.AUTH_APP
-    assert "--app-name" not in tracking.server_command(auth_settings(tmp_path, auth="off"))
+    on = server_command(auth_settings(tmp_path))
+    assert on[on.index("--app-name") + 1] == AUTH_APP
+    assert "--app-name" not in server_command(auth_settings(tmp_path, COVERTYPE_AUTH="off"))
     apps = {e.name: e.value for e in importlib.metadata.entry_points(group="mlflow.app")}
-    assert apps.get(tracking.AUTH_APP) == "covertype.tracking:create_auth_app", (
+    assert apps.get(AUTH_APP) == "covertype.tracking.auth_app:create_auth_app", (
         "pyproject.toml: [project.entry-points.'mlflow.app'] covertype-auth, then reinstall"
     )
 
@@ -58,29 +68,29 @@ def test_auth_on_runs_the_auth_app_and_off_does_not(tmp_path):
     [(None, "is not set"), ("password1234", "old published default")],
 )
 def test_no_usable_admin_password_is_refused(tmp_path, password, said):
-    settings = auth_settings(tmp_path, mlflow_admin_password=password)
-    with pytest.raises(tracking.AuthSetupError, match=said) as refused:
-        tracking.auth_environment(settings)
+    settings = auth_settings(tmp_path, COVERTYPE_MLFLOW_ADMIN_PASSWORD=password)
+    with pytest.raises(AuthSetupError, match=said) as refused:
+        auth_environment(settings)
     assert "COVERTYPE_MLFLOW_ADMIN_PASSWORD" in str(refused.value)
-    assert not tracking.auth_config_path(settings).exists()
+    assert not auth_config_path(settings).exists()
 
 
 def test_bootstrap_creates_updates_and_never_lowers_a_grant(tmp_path):
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
     settings = auth_settings(tmp_path)
-    done = tracking.bootstrap_auth(settings)
+    done = bootstrap_auth(settings)
     assert "MLflow user covertype-train created (train)" in done
     assert "MLflow grant: covertype-train EDIT on registered_model m1" in done
     assert not any("covertype-ui" in line for line in done)  # no password, no user
-    assert tracking.bootstrap_auth(settings) == []  # nothing changed, nothing done
+    assert bootstrap_auth(settings) == []  # nothing changed, nothing done
 
     store = SqlAlchemyStore()
-    store.init_db(settings.mlflow_auth_db)
+    store.init_db(settings.auth.mlflow_auth_db)
     # What MLflow does when the training user creates the model: MANAGE, kept at restarts.
     store.grant_user_permission("covertype-train", "registered_model", "m1", "MANAGE")
-    changed = auth_settings(tmp_path, mlflow_serve_password="a-new-serve-password")
-    assert tracking.bootstrap_auth(changed) == [
+    changed = auth_settings(tmp_path, COVERTYPE_MLFLOW_SERVE_PASSWORD="a-new-serve-password")
+    assert bootstrap_auth(changed) == [
         "MLflow user covertype-serve: password updated from COVERTYPE_MLFLOW_SERVE_PASSWORD"
     ]
     assert store.authenticate_user("covertype-serve", "a-new-serve-password")
@@ -91,18 +101,18 @@ def test_bootstrap_creates_updates_and_never_lowers_a_grant(tmp_path):
 
 
 def test_readers_get_read_when_the_default_is_no_permissions(tmp_path):
-    settings = auth_settings(tmp_path, mlflow_default_permission="NO_PERMISSIONS")
-    grants = tracking.wanted_grants(settings, {"covertype": "1"})
+    settings = auth_settings(tmp_path, COVERTYPE_MLFLOW_DEFAULT_PERMISSION="NO_PERMISSIONS")
+    grants = wanted_grants(settings, {"covertype": "1"})
     assert ("covertype-train", "experiment", "1", "EDIT") in grants
     for user in ("covertype-serve", "covertype-metrics"):
         assert (user, "experiment", "*", "READ") in grants
         assert (user, "registered_model", "*", "READ") in grants
-    assert tracking.wanted_grants(auth_settings(tmp_path), {}) == [
+    assert wanted_grants(auth_settings(tmp_path), {}) == [
         ("covertype-train", "registered_model", "m1", "EDIT")
     ]
 
 
 def test_two_users_of_one_name_are_refused(tmp_path):
-    settings = auth_settings(tmp_path, mlflow_serve_user="admin")
-    with pytest.raises(tracking.AuthSetupError, match="share a name"):
-        tracking.service_users(settings)
+    settings = auth_settings(tmp_path, COVERTYPE_MLFLOW_SERVE_USER="admin")
+    with pytest.raises(AuthSetupError, match="share a name"):
+        service_users(settings)

@@ -67,7 +67,7 @@ def test_the_deployed_configs_scrape_with_the_credential_file(name, tmp_path):
         "type": "Bearer", "credentials_file": SCRAPE_CREDENTIAL
     }  # fmt: skip
     assert jobs["mlflow"]["basic_auth"] == {
-        "username": Settings(_env_file=None).mlflow_metrics_user,
+        "username": Settings.from_env({}).auth.mlflow_metrics_user,
         "password_file": SCRAPE_CREDENTIAL,
     }
     # promtool refuses a credential file that is not there (Prometheus reads it per scrape).
@@ -77,7 +77,13 @@ def test_the_deployed_configs_scrape_with_the_credential_file(name, tmp_path):
 
 
 def test_promtool_accepts_the_local_stacks_config(tmp_path):
-    settings = Settings(_env_file=None, home=tmp_path, serve_port=18085, prometheus_port=19090)
+    settings = Settings.from_env(
+        {
+            "COVERTYPE_HOME": tmp_path,
+            "COVERTYPE_SERVE_PORT": 18085,
+            "COVERTYPE_PROMETHEUS_PORT": 19090,
+        }
+    )
     path = local.write_config(settings)
     checked = promtool("check", "config", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -89,7 +95,7 @@ def test_promtool_accepts_the_local_stacks_config(tmp_path):
 
 
 def test_every_deployment_scrapes_the_same_jobs(tmp_path):
-    local_jobs = {c["job_name"] for c in local.config(Settings(_env_file=None))["scrape_configs"]}
+    local_jobs = {c["job_name"] for c in local.config(Settings.from_env({}))["scrape_configs"]}
     for name in ("compose.yml", "k8s.yml"):
         jobs = {c["job_name"] for c in load_yaml(PROMETHEUS / name)["scrape_configs"]}
         assert jobs == local_jobs, name

@@ -1,4 +1,4 @@
-"""The Monitoring tab's readers and charts (covertype.monitor.overview, .charts) on a SQLite
+"""The Monitoring tab's readers and charts (covertype.ui.monitoring_data, _charts) on a SQLite
 data DB of their own: what they read, what they say when a source is missing, and that
 every chart is a valid Vega-Lite spec."""
 
@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 
 from covertype import db, schema
-from covertype.monitor import charts, overview
 from covertype.settings import Settings
+from covertype.ui import monitoring_charts as charts
+from covertype.ui import monitoring_data as data
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(_env_file=None, home=tmp_path / "home")
+    return Settings.from_env({"COVERTYPE_HOME": tmp_path / "home"})
 
 
 def report(batch: int, drifted: bool, share: float, accuracy: float, id_note: str = "") -> dict:
@@ -31,8 +32,8 @@ def report(batch: int, drifted: bool, share: float, accuracy: float, id_note: st
 
 
 def test_nothing_collected_yet_is_empty_and_creates_no_file(settings):
-    assert overview.batches(settings).empty
-    assert overview.batch_drift(settings).empty
+    assert data.batches(settings).empty
+    assert data.batch_drift(settings).empty
     assert not settings.home.exists()  # the UI only reads
 
 
@@ -52,15 +53,18 @@ def test_batches_and_the_latest_report_of_each_batch(settings):
                 report(2, True, 0.75, 0.6, "rerun")):  # fmt: skip
         db.add_drift_report(engine, row)
     engine.dispose()
-    assert overview.batches(settings).to_dict("list") == {"batch_number": [1, 2], "rows": [3, 2]}
-    drift = overview.batch_drift(settings)
+    assert data.batches(settings).to_dict("list") == {"batch_number": [1, 2], "rows": [3, 2]}
+    drift = data.batch_drift(settings)
     assert drift["batch_number"].tolist() == [1, 2]
     assert drift["drift_share"].tolist() == [0.1, 0.75]  # the rerun, not the older report
     assert drift["dataset_drift"].tolist() == [False, True]
-    for chart in (charts.rows_per_batch(overview.batches(settings)), charts.drift_share(drift)):
+    for chart in (
+        charts.rows_per_batch_chart(data.batches(settings)),
+        charts.drift_share_chart(drift),
+    ):
         assert chart.to_dict()["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
     # A batch without drift is labelled "0/12"-style, told apart from a batch with no report.
-    spec = charts.drift_share(drift).to_dict()
+    spec = charts.drift_share_chart(drift).to_dict()
     [text] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "text"]
     assert text["encoding"]["text"]["field"] == "label"
     [values] = spec["datasets"].values()
@@ -75,12 +79,12 @@ def test_accuracy_after_is_the_version_promoted_once_trained_on_the_batch():
             "last_batch": [1, 2, 3], "holdout_accuracy": [0.91, 0.88, 0.5],
         }
     )  # fmt: skip
-    frame = overview.accuracy_before_after(drift, history)
+    frame = data.accuracy_before_after(drift, history)
     after = frame[frame["when"] == "after retraining"]
     assert after[["batch_number", "accuracy"]].values.tolist() == [[1, 0.91], [2, 0.88]]
     assert len(frame[frame["when"] == "before"]) == 3  # batch 3's training was not promoted
-    assert charts.accuracy_before_after(frame).to_dict()
-    assert len(overview.accuracy_before_after(drift, None)) == 3  # MLflow down: before only
+    assert charts.accuracy_chart(frame).to_dict()
+    assert len(data.accuracy_before_after(drift, None)) == 3  # MLflow down: before only
 
 
 def test_champion_history_chart_marks_the_champion():
@@ -93,24 +97,25 @@ def test_champion_history_chart_marks_the_champion():
             "last_batch": [1, 2], "champion": [True, False],
         }
     )  # fmt: skip
-    spec = charts.champion_history(history).to_dict()
+    spec = charts.champion_history_chart(history).to_dict()
     assert len(spec["layer"]) == 3
 
 
 def test_traffic_without_prometheus_says_so(settings):
-    with pytest.raises(overview.Unavailable, match="COVERTYPE_PROMETHEUS_URL is unset"):
-        overview.traffic(settings)
+    with pytest.raises(data.SourceUnavailable, match="COVERTYPE_PROMETHEUS_URL is unset"):
+        data.traffic(settings)
 
 
 def test_an_unreachable_prometheus_or_data_db_is_named(tmp_path):
-    down = Settings(
-        _env_file=None,
-        home=tmp_path,
-        prometheus_url="http://127.0.0.1:9",
-        data_db_url="mysql+pymysql://nobody:secret@127.0.0.1:9/cover_type",
+    down = Settings.from_env(
+        {
+            "COVERTYPE_HOME": tmp_path,
+            "COVERTYPE_PROMETHEUS_URL": "http://127.0.0.1:9",
+            "COVERTYPE_DATA_DB_URL": "mysql+pymysql://nobody:secret@127.0.0.1:9/cover_type",
+        }
     )
-    with pytest.raises(overview.Unavailable, match=r"Prometheus at http://127.0.0.1:9 did not"):
-        overview.traffic(down)
-    with pytest.raises(overview.Unavailable) as error:
-        overview.batches(down)
+    with pytest.raises(data.SourceUnavailable, match=r"Prometheus at http://127.0.0.1:9 did not"):
+        data.traffic(down)
+    with pytest.raises(data.SourceUnavailable) as error:
+        data.batches(down)
     assert "127.0.0.1:9/cover_type" in str(error.value) and "secret" not in str(error.value)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from covertype.orchestrate import DriftFacts, RetrainFacts, retrain_decision
+from covertype.retraining.policy import DriftFacts, RetrainFacts, retrain_decision
 
 NO_DRIFT = DriftFacts(5, False, 3, 12, 0.25, 0.5)
 DRIFT = DriftFacts(6, True, 9, 12, 0.75, 0.5)

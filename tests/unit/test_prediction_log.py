@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import db, schema
 from covertype.serve import create_app
-from covertype.serve.fast import records_frame
+from covertype.serve.predictors import records_frame
 from covertype.serve.records import EXAMPLE
 from covertype.settings import Settings
 from covertype.train import fit_pipeline
@@ -28,10 +28,10 @@ def pipeline(real_frame):
     return fit_pipeline("lightgbm", LIGHTGBM, frame, rows[schema.LABEL].to_numpy(), seed=0)
 
 
-def app_for(tmp_path, pipeline, **settings):
+def app_for(tmp_path, pipeline, **env):
+    base = {"COVERTYPE_AUTH": "off", "COVERTYPE_HOME": tmp_path}
     app = create_app(
-        Settings(_env_file=None, auth="off", home=tmp_path, model_name="covertype-log", **settings),
-        watch=False,
+        Settings.from_env(base | {"COVERTYPE_MODEL_NAME": "covertype-log"} | env), watch=False
     )
     app.state.holder.serve_pipeline(pipeline, "7")
     return app
@@ -61,7 +61,7 @@ def test_every_answer_is_logged_once_normalised_with_version_latency_and_request
 ):
     batch = records_of(real_frame.iloc[30000:30005])
     spelled = EXAMPLE | {"Wilderness_Area": "Comanche", "Soil_Type": 29}  # accepted spellings
-    app = app_for(tmp_path, pipeline, prediction_log_flush_seconds=0.05)
+    app = app_for(tmp_path, pipeline, COVERTYPE_PREDICTION_LOG_FLUSH_SECONDS=0.05)
     with TestClient(app) as client:
         one = client.post("/predict", json=spelled, headers={"X-Request-ID": "req-one"})
         many = client.post("/predict/batch", json=batch, headers={"X-Request-ID": "req-many"})
@@ -83,7 +83,12 @@ def test_every_answer_is_logged_once_normalised_with_version_latency_and_request
 
 def test_a_full_queue_drops_and_counts_and_requests_still_answer(tmp_path, pipeline, real_frame):
     records = records_of(real_frame.iloc[40000:40030])
-    app = app_for(tmp_path, pipeline, prediction_log_queue=10, prediction_log_flush_seconds=3600)
+    app = app_for(
+        tmp_path,
+        pipeline,
+        COVERTYPE_PREDICTION_LOG_QUEUE=10,
+        COVERTYPE_PREDICTION_LOG_FLUSH_SECONDS=3600,
+    )
     with TestClient(app) as client:
         answers = [client.post("/predict", json=record) for record in records]
         assert [a.status_code for a in answers] == [200] * 30
@@ -97,7 +102,7 @@ def test_a_full_queue_drops_and_counts_and_requests_still_answer(tmp_path, pipel
 
 
 def test_off_logs_nothing(tmp_path, pipeline):
-    with TestClient(app_for(tmp_path, pipeline, prediction_log="off")) as client:
+    with TestClient(app_for(tmp_path, pipeline, COVERTYPE_PREDICTION_LOG="off")) as client:
         assert client.post("/predict", json=EXAMPLE).status_code == 200
     assert stored(tmp_path) == []
 
@@ -108,6 +113,8 @@ def test_a_bad_switch_names_the_variable_and_what_is_allowed(tmp_path):
     get_settings.cache_clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COVERTYPE_PREDICTION_LOG", "yes")
-        with pytest.raises(SettingsError, match=r"COVERTYPE_PREDICTION_LOG='yes'.*on\|off"):
+        with pytest.raises(
+            SettingsError, match="COVERTYPE_PREDICTION_LOG='yes': Input should be 'on' or 'off'"
+        ):
             get_settings()
     get_settings.cache_clear()

@@ -12,7 +12,7 @@ from tests.support.data import fill_data_db
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(_env_file=None, data_db_url=f"sqlite:///{tmp_path / 'd.db'}")
+    return Settings.from_env({"COVERTYPE_DATA_DB_URL": f"sqlite:///{tmp_path / 'd.db'}"})
 
 
 def test_holdout_rows_stay_held_out_as_data_grows(settings, real_frame):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from covertype.settings import Settings
-from covertype.stack import commands, logins, tree
+from covertype.stack import commands, guard, logins
 from covertype.stack.services import SERVICES, TABLE, installed, prepare_environment
 from covertype.stack.state import BACKOFF, FAILED, RUNNING, Exit, ServiceRecord
 from covertype.stack.supervisor import Supervisor
@@ -23,7 +23,7 @@ def test_fast_sets_only_what_the_environment_does_not(monkeypatch, tmp_path):
     assert environ["COVERTYPE_TRAIN_N_ITER"] == "3" and environ["COVERTYPE_SERVE_WATCH_SECONDS"]
     assert Path(environ["COVERTYPE_HOME"]).is_absolute()
     assert environ["PATH"].split(os.pathsep) == [str(BIN), "/usr/bin"]
-    assert environ["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{settings.mlflow_port}"
+    assert environ["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{settings.mlflow.port}"
 
 
 def test_prometheus_is_a_service_only_where_its_binary_is_on_path(tmp_path):
@@ -45,7 +45,7 @@ def test_the_ui_links_to_what_the_local_stack_runs_and_asks_its_prometheus(monke
     assert links[:3] == ["api", "mlflow", "airflow"] and "minio" not in links
     if "prometheus" in running:
         assert links[3:] == ["prometheus"]
-        assert environ["COVERTYPE_PROMETHEUS_URL"] == f"http://127.0.0.1:{settings.prometheus_port}"
+        assert environ["COVERTYPE_PROMETHEUS_URL"] == f"http://127.0.0.1:{settings.prometheus.port}"
     else:
         assert links[3:] == [] and "COVERTYPE_PROMETHEUS_URL" not in environ
 
@@ -56,25 +56,25 @@ def exits(*runs: float, end: float = 1000.0) -> list[Exit]:
 
 
 def test_backoff_doubles_from_one_second_to_thirty_and_a_stable_run_resets_it():
-    assert tree.backoff_seconds([]) == 0
-    assert [tree.backoff_seconds(exits(*[1] * n)) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    assert guard.backoff_seconds([]) == 0
+    assert [guard.backoff_seconds(exits(*[1] * n)) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
     # A run of a minute or more ends a streak: its exit waits 1 s again.
-    assert tree.backoff_seconds(exits(1, 1, 1, tree.STABLE_SECONDS)) == 1
-    assert tree.backoff_seconds(exits(1, 1, 1, tree.STABLE_SECONDS, 2)) == 2
+    assert guard.backoff_seconds(exits(1, 1, 1, guard.STABLE_SECONDS)) == 1
+    assert guard.backoff_seconds(exits(1, 1, 1, guard.STABLE_SECONDS, 2)) == 2
 
 
 def test_five_exits_within_two_minutes_give_up_and_older_ones_do_not_count():
     now = 1000.0
     recent = [Exit(at=now - 100 + 20 * i, code=1, ran_seconds=5) for i in range(5)]
-    assert tree.gives_up(recent, now)
-    assert not tree.gives_up(recent[1:], now)
+    assert guard.gives_up(recent, now)
+    assert not guard.gives_up(recent[1:], now)
     spread = [Exit(at=now - 31 * i, code=1, ran_seconds=5) for i in range(5)]  # over 2 min
-    assert not tree.gives_up(spread, now)
+    assert not guard.gives_up(spread, now)
 
 
 def test_exit_codes_read_like_a_shell_and_describe_signals():
-    assert tree.exit_code(3 << 8) == 3
-    assert tree.exit_code(9) == 137  # killed by SIGKILL
+    assert guard.exit_code(3 << 8) == 3
+    assert guard.exit_code(9) == 137  # killed by SIGKILL
     assert Exit(0, 137, 1).describe() == "killed by SIGKILL"
     assert Exit(0, 3, 1).describe() == "exit code 3"
 
@@ -113,9 +113,9 @@ def test_monitoring_news_tells_new_reports_and_decisions_once(tmp_path):
 
     from covertype import db
     from covertype.settings import Settings
-    from covertype.stack.news import MonitoringNews
+    from covertype.stack.progress import MonitoringNews
 
-    settings = Settings(_env_file=None, home=tmp_path)
+    settings = Settings.from_env({"COVERTYPE_HOME": tmp_path})
     engine = db.make_engine(settings.data_db)
     db.create_tables(engine)
     decision = {"model_name": "covertype", "champion_version": "1", "rows_now": 10,
@@ -187,7 +187,7 @@ def test_the_first_up_generates_the_logins_once_in_a_file_only_its_user_reads(
     assert environ["MLFLOW_TRACKING_USERNAME"] == "covertype-train"
     assert environ["MLFLOW_TRACKING_PASSWORD"] == generated["COVERTYPE_MLFLOW_TRAIN_PASSWORD"]
     settings = Settings()  # every generated secret is one the settings accept
-    assert settings.accepted_api_keys == (generated["COVERTYPE_API_KEY"],)
+    assert settings.auth.accepted_api_keys == (generated["COVERTYPE_API_KEY"],)
     # A second `up`: nothing new, the same secrets read back.
     again = {"PATH": "/usr/bin", "COVERTYPE_HOME": str(tmp_path), **mine}
     assert logins.prepare(tmp_path, again) == {}
@@ -215,15 +215,20 @@ def test_a_key_list_from_the_environment_gives_the_stack_its_first_key(monkeypat
 
 
 def test_the_api_and_the_ui_sign_in_to_mlflow_as_their_own_users(tmp_path):
-    passwords = {"mlflow_serve_password": "serve-password-1", "mlflow_ui_password": "ui-password-1"}
-    settings = Settings(_env_file=None, auth="on", **passwords)
+    passwords = {
+        "COVERTYPE_MLFLOW_SERVE_PASSWORD": "serve-password-1",
+        "COVERTYPE_MLFLOW_UI_PASSWORD": "ui-password-1",
+    }
+    settings = Settings.from_env({"COVERTYPE_AUTH": "on"} | passwords)
     assert logins.service_environment(settings, "serve") == {
         "MLFLOW_TRACKING_USERNAME": "covertype-serve",
         "MLFLOW_TRACKING_PASSWORD": "serve-password-1",
     }
     assert logins.service_environment(settings, "ui")["MLFLOW_TRACKING_USERNAME"] == "covertype-ui"
     assert logins.service_environment(settings, "mlflow") == {}
-    off = Settings(_env_file=None, auth="off", mlflow_serve_password="serve-password-1")
+    off = Settings.from_env(
+        {"COVERTYPE_AUTH": "off", "COVERTYPE_MLFLOW_SERVE_PASSWORD": "serve-password-1"}
+    )
     assert logins.service_environment(off, "serve") == {}
 
 
@@ -253,4 +258,4 @@ def test_logins_off_is_refused_when_a_service_listens_beyond_this_machine(monkey
     assert "COVERTYPE_UI_HOST=0.0.0.0" in said[0]
     assert not (tmp_path / "stack").exists()  # nothing started
     monkeypatch.setattr(os, "environ", {"PATH": "/usr/bin"})
-    assert logins.exposed(Settings(_env_file=None), commands.HOST_FIELDS) == []
+    assert logins.exposed(Settings.from_env({}), commands.HOST_FIELDS) == []

@@ -1,1 +1,2 @@
-"""The platform's workflows; the scheduler reads this folder (see covertype.orchestrate)."""
+"""The platform's workflows (DAG files that only wire tasks); Airflow's DAGs folder
+(covertype.orchestrate.airflow_config)."""

@@ -32,17 +32,17 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DeltaTriggerTimetable, Param, dag, task
 
-from covertype import orchestrate
+from covertype.orchestrate import schedule
 from covertype.settings import get_settings
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-COVER_TYPE = orchestrate.cover_type_asset()
+COVER_TYPE = schedule.cover_type_asset()
 
 
 @dag(
-    dag_id=orchestrate.COLLECT_DAG,
-    schedule=DeltaTriggerTimetable(orchestrate.collect_interval(settings)),
+    dag_id=schedule.COLLECT_DAG,
+    schedule=DeltaTriggerTimetable(schedule.collect_interval(settings)),
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -60,7 +60,7 @@ def covertype_collect():
         retry_delay=timedelta(seconds=15),
         retry_exponential_backoff=2.0,
         max_retry_delay=timedelta(minutes=5),
-        execution_timeout=timedelta(seconds=settings.collect_timeout_seconds),
+        execution_timeout=timedelta(seconds=settings.airflow.collect_timeout_seconds),
     )
     def collect(params: dict | None = None) -> dict:
         from airflow.sdk import Variable
@@ -69,19 +69,19 @@ def covertype_collect():
         from covertype.ingest import ingest_once
 
         current = get_settings()
-        marker = Variable.get(orchestrate.PAUSE_VARIABLE, default=None, deserialize_json=True)
-        if reason := orchestrate.paused_reason(marker, current, resume=params["resume"]):
+        marker = Variable.get(schedule.PAUSE_VARIABLE, default=None, deserialize_json=True)
+        if reason := schedule.paused_reason(marker, current, resume=params["resume"]):
             raise AirflowSkipException(reason)
         result = ingest_once(current)
         log.info(result.summary())
         if result.exhausted:
-            marker = orchestrate.pause_marker(current, result.detail, marker)
-            Variable.set(orchestrate.PAUSE_VARIABLE, marker, serialize_json=True)
+            marker = schedule.pause_marker(current, result.detail, marker)
+            Variable.set(schedule.PAUSE_VARIABLE, marker, serialize_json=True)
             raise AirflowSkipException(
                 f"{result.detail} Collection paused until the source serves rows again."
             )
         if marker is not None:
-            Variable.delete(orchestrate.PAUSE_VARIABLE)
+            Variable.delete(schedule.PAUSE_VARIABLE)
             log.info("the source serves rows again: collection resumed")
         return result.as_dict()
 

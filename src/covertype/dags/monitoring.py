@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DeltaTriggerTimetable, dag, task
 
-from covertype import orchestrate
+from covertype.orchestrate import schedule
 from covertype.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ settings = get_settings()
 
 
 @dag(
-    dag_id=orchestrate.MONITOR_DAG,
-    schedule=DeltaTriggerTimetable(orchestrate.predictions_interval(settings)),
+    dag_id=schedule.MONITOR_DAG,
+    schedule=DeltaTriggerTimetable(schedule.predictions_interval(settings)),
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

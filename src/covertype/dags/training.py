@@ -12,7 +12,7 @@ by hand trains unless this is set).
   batch (`covertype.monitor.batch_report`): the one the collection made, else made now (the
   collection could not reach MLflow; a run by hand), stored in `drift_reports` and logged to
   the MLflow experiment `covertype-monitoring`. The "before" of every retraining.
-- **decide**: the retraining policy (`covertype.orchestrate.retraining_decision`): train
+- **decide**: the retraining policy (`covertype.retraining.decisions.decide`): train
   without a champion, on drift, or when the new rows are at least
   `COVERTYPE_RETRAIN_MIN_NEW_ROWS_PERCENT` of what the champion read; recorded in
   `retrain_decisions`.
@@ -35,18 +35,19 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from covertype import orchestrate
+from covertype.orchestrate import schedule
+from covertype.retraining import decisions
 from covertype.settings import get_settings
 from covertype.train.families import FAMILIES
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-COVER_TYPE = orchestrate.cover_type_asset()
-CHAMPION = orchestrate.champion_asset(settings)
+COVER_TYPE = schedule.cover_type_asset()
+CHAMPION = schedule.champion_asset(settings)
 
 
 @dag(
-    dag_id=orchestrate.TRAIN_DAG,
+    dag_id=schedule.TRAIN_DAG,
     schedule=[COVER_TYPE],
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -84,15 +85,15 @@ def covertype_train():
         current = get_settings()
         extras = [e.extra for events in (triggering_asset_events or {}).values() for e in events]
         latest = max(db.rows_by_batch(current.data_db), default=None)
-        return batch_reports(current, orchestrate.batches_to_report(extras, latest))
+        return batch_reports(current, schedule.batches_to_report(extras, latest))
 
     @task
     def decide(reports: list[dict], params: dict | None = None, dag_run=None) -> dict:
         current = get_settings()
         by_hand = dag_run is not None and dag_run.run_type == "manual"
         manual = by_hand and not params["apply_policy"]
-        decision = orchestrate.retraining_decision(current, manual=manual)
-        orchestrate.record_decision(current, decision, dag_run.run_id if dag_run else None)
+        decision = decisions.decide(current, manual=manual)
+        decisions.record(current, decision, dag_run.run_id if dag_run else None)
         log.info("%s: %s", "train" if decision.train else "skip", decision.reason)
         return {"train": decision.train, "reason": decision.reason}
 
@@ -100,7 +101,7 @@ def covertype_train():
         retries=2,
         retry_delay=timedelta(minutes=1),
         retry_exponential_backoff=2.0,
-        execution_timeout=timedelta(seconds=settings.train_timeout_seconds),
+        execution_timeout=timedelta(seconds=settings.airflow.train_timeout_seconds),
     )
     def train_model(decision: dict, params: dict | None = None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException

@@ -31,7 +31,7 @@ def load_records(settings: Settings, rows: int = SAMPLE_ROWS, seed: int = 0) -> 
     from covertype import dataset
 
     rng = np.random.default_rng(seed)
-    if settings.source_data is not None and Path(settings.source_data).is_file():
+    if settings.source.data is not None and Path(settings.source.data).is_file():
         frame = dataset.load_dataset(settings)
         picked = frame.iloc[rng.choice(len(frame), min(rows, len(frame)), replace=False)]
         return [
@@ -89,9 +89,11 @@ class Summary:
 def model_version(settings: Settings) -> str:
     """The version the API serves (from GET /model), or why it is unknown."""
     try:
-        response = httpx.get(f"{settings.api_url}/model", timeout=10, headers=settings.api_headers)
+        response = httpx.get(
+            f"{settings.serve.url}/model", timeout=10, headers=settings.auth.api_headers
+        )
     except httpx.HTTPError as error:
-        return f"unknown ({settings.api_url} unreachable: {error})"
+        return f"unknown ({settings.serve.url} unreachable: {error})"
     if response.status_code != 200:
         return f"unknown (GET /model answered {response.status_code})"
     return str(response.json().get("version"))
@@ -113,7 +115,7 @@ def locust_command(
 ) -> list[str]:
     """The `locust` command line for a headless run, the web UI, a master or a worker."""
     command = [str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE)]
-    command += ["--host", settings.api_url]
+    command += ["--host", settings.serve.url]
     if worker:
         return [*command, "--worker", "--master-host", master_host or "127.0.0.1"]
     if master:
@@ -122,7 +124,7 @@ def locust_command(
             command += ["--expect-workers", str(expect_workers)]
     if web:
         command += [
-            "--web-host", settings.locust_host, "--web-port", str(settings.locust_port),
+            "--web-host", settings.loadtest.host, "--web-port", str(settings.loadtest.port),
             "--web-login",
         ]  # fmt: skip
     else:
@@ -151,7 +153,7 @@ def run_headless(
     """One headless run (until `run_time`, or `requests` answered if sooner): Locust's CSV and
     HTML reports in `out`, and their summary."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = out or (settings.loadtest_dir or settings.home / "loadtest") / stamp
+    out = out or settings.loadtest.reports_dir / stamp
     out.mkdir(parents=True, exist_ok=True)
     prefix = out / "locust"
     version = model_version(settings)

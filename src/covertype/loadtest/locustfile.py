@@ -45,10 +45,10 @@ def check(answer: object, records: list[dict]) -> str | None:
 
 class InferenceUser(HttpUser):
     wait_time = between(0.0, 0.05)
-    host = settings.api_url
+    host = settings.serve.url
 
     def on_start(self) -> None:
-        self.client.headers.update(settings.api_headers)  # COVERTYPE_API_KEY
+        self.client.headers.update(settings.auth.api_headers)  # COVERTYPE_API_KEY
 
     def _post(self, path: str, body: object, records: list[dict]) -> None:
         with self.client.post(path, json=body, catch_response=True, name=path) as response:
@@ -114,7 +114,7 @@ def _web_login(environment, **_kwargs) -> None:
     from flask import redirect, request, session, url_for
     from flask_login import UserMixin, login_user
 
-    if settings.locust_password is None:
+    if settings.loadtest.password is None:
         raise SystemExit("COVERTYPE_LOCUST_PASSWORD is not set: the web UI needs a login")
 
     class Operator(UserMixin):
@@ -126,14 +126,14 @@ def _web_login(environment, **_kwargs) -> None:
 
     @web.login_manager.user_loader
     def load_user(name: str):
-        return Operator(name) if name == settings.locust_user else None
+        return Operator(name) if name == settings.loadtest.user else None
 
     @web.app.route("/login_submit", methods=["POST"])
     def login_submit():
         name = request.form.get("username", "")
         password = request.form.get("password", "")
-        secret = settings.locust_password.get_secret_value()
-        if name == settings.locust_user and hmac.compare_digest(password, secret):
+        secret = settings.loadtest.password.get_secret_value()
+        if name == settings.loadtest.user and hmac.compare_digest(password, secret):
             login_user(Operator(name))
             return redirect(url_for("locust.index"))
         session["auth_error"] = "Wrong user name or password"

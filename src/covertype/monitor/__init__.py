@@ -24,6 +24,8 @@ import os
 
 os.environ["DO_NOT_TRACK"] = "1"
 
+from covertype.errors import CovertypeError
 
-class MonitoringError(RuntimeError):
+
+class MonitoringError(CovertypeError):
     """A drift report cannot be made (bad input is a `not computed` report, not this)."""

@@ -79,10 +79,10 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, drift_share=DRIFT_SH
         # At 1,000 reference rows or fewer, a category the reference lacks makes scipy's
         # chi-square divide by zero: p-value 0, and Evidently counts the feature drifted.
         warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
-        return _compare(reference, current, drift_share)
+        return _evidently_drift(reference, current, drift_share)
 
 
-def _compare(reference: pd.DataFrame, current: pd.DataFrame, drift_share: float) -> Drift:
+def _evidently_drift(reference: pd.DataFrame, current: pd.DataFrame, drift_share: float) -> Drift:
     DataDefinition, Dataset, Report, DataDriftPreset = _evidently()
     definition = DataDefinition(
         numerical_columns=list(schema.NUMERIC), categorical_columns=list(schema.CATEGORICAL)

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from covertype import db, schema, tracking
+from covertype import db, schema
 from covertype.monitor import MonitoringError
 from covertype.settings import Settings
+from covertype.tracking.client import alias_missing
 from covertype.train import data
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,11 @@ def find_champion(client, settings: Settings) -> Champion | None:
     MonitoringError when the version lacks the tags `covertype train` puts on it."""
     from mlflow.exceptions import MlflowException
 
-    name, alias = settings.model_name, settings.model_alias
+    name, alias = settings.mlflow.model_name, settings.mlflow.model_alias
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
-        if tracking.alias_missing(client, name, error):
+        if alias_missing(client, name, error):
             return None
         raise
     tags = version.tags
@@ -120,7 +121,7 @@ def load_reference(engine: sa.Engine, champion: Champion, settings: Settings) ->
     learned = rows.train + rows.validation
     frame = learned.X.assign(**{schema.LABEL: learned.y, "row_key": learned.keys.to_numpy()})
     frame = frame.sort_values("row_key", ignore_index=True)
-    size = min(settings.drift_reference_rows, len(frame))
+    size = min(settings.monitor.drift_reference_rows, len(frame))
     picked = np.sort(np.random.default_rng(REFERENCE_SEED).choice(len(frame), size, replace=False))
     return Reference(
         champion=champion,

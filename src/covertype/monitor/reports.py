@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from covertype import db, schema, tracking
+from covertype import db, schema
 from covertype.monitor import MonitoringError, reference
 from covertype.monitor.drift import Drift, compare
 from covertype.settings import Settings, get_settings, safe_url
+from covertype.tracking.client import connect
 
 log = logging.getLogger(__name__)
 MAX_CURRENT_ROWS = 100_000
@@ -88,7 +89,7 @@ class DriftReport:
 def batch_report(settings: Settings | None, batch_number: int, client=None) -> DriftReport:
     """The drift report of one collected batch, with the champion's live scores on it."""
     settings = settings or get_settings()
-    report = DriftReport("batch", settings.model_name, batch_number=batch_number)
+    report = DriftReport("batch", settings.mlflow.model_name, batch_number=batch_number)
     engine = db.make_engine(settings.data_db)
     try:
         db.create_tables(engine)
@@ -99,7 +100,7 @@ def batch_report(settings: Settings | None, batch_number: int, client=None) -> D
         if rows.empty:
             report.skip(f"batch {batch_number} has no rows in cover_type of {_db(settings)}")
         else:
-            compared = _compare(settings, engine, report, rows, client)
+            compared = _against_champion(settings, engine, report, rows, client)
         if compared:
             _live_scores(report, *compared)
         return _finish(settings, engine, report, compared and compared[0])
@@ -115,7 +116,7 @@ def batch_reports(settings: Settings, batches: list[int]) -> list[dict]:
     try:
         db.create_tables(engine)
         stored = {
-            batch: db.latest_drift_report(engine, "batch", settings.model_name, None, batch)
+            batch: db.latest_drift_report(engine, "batch", settings.mlflow.model_name, None, batch)
             for batch in batches
         }
     finally:
@@ -137,11 +138,11 @@ def batch_reports(settings: Settings, batches: list[int]) -> list[dict]:
 def predictions_report(settings: Settings | None = None, client=None) -> DriftReport:
     """The drift report of the predictions logged since the last computed one."""
     settings = settings or get_settings()
-    report = DriftReport("predictions", settings.model_name)
+    report = DriftReport("predictions", settings.mlflow.model_name)
     engine = db.make_engine(settings.data_db)
     try:
         db.create_tables(engine)
-        last = db.latest_drift_report(engine, "predictions", settings.model_name)
+        last = db.latest_drift_report(engine, "predictions", settings.mlflow.model_name)
         after = (last or {}).get("predictions_to_id") or 0
         table = db.predictions
         rows = _read(engine, table, "id", table.c.id > after)
@@ -157,7 +158,7 @@ def predictions_report(settings: Settings | None = None, client=None) -> DriftRe
             )
             if len(rows) > MAX_CURRENT_ROWS:
                 rows = rows.sample(MAX_CURRENT_ROWS, random_state=0)
-            compared = _compare(settings, engine, report, rows, client)
+            compared = _against_champion(settings, engine, report, rows, client)
         if not report.computed:  # the window stays open: these rows count towards the next
             report.predictions_from_id = report.predictions_to_id = None
         return _finish(settings, engine, report, compared and compared[0])
@@ -177,22 +178,22 @@ def _read(engine: sa.Engine, table: sa.Table, key: str, where) -> pd.DataFrame:
     return reference.typed(frame)
 
 
-def _compare(
+def _against_champion(
     settings: Settings, engine: sa.Engine, report: DriftReport, rows: pd.DataFrame, client
 ) -> tuple[reference.Reference, pd.DataFrame] | None:
     """Fill `report` with the drift of `rows` against the champion's reference (a batch: only
     its rows the champion did not train on); the reference and the rows compared, or None
     (and `report` says why) when it cannot."""
-    client = client or tracking.connect(settings)
+    client = client or connect(settings)
     try:
         champion = reference.find_champion(client, settings)
     except MonitoringError as error:
         report.skip(str(error))
         return None
     if champion is None:
+        name, alias = settings.mlflow.model_name, settings.mlflow.model_alias
         report.skip(
-            f"{settings.model_name} has no version '{settings.model_alias}' yet, so there are "
-            "no training rows to compare with"
+            f"{name} has no version '{alias}' yet, so there are no training rows to compare with"
         )
         return None
     report.champion_version = champion.version
@@ -215,11 +216,11 @@ def _compare(
                 f"v{champion.version}'s training; nothing new to compare"
             )
             return None
-    if len(rows) < settings.drift_min_rows:
+    if len(rows) < settings.monitor.drift_min_rows:
         what = "new rows" if report.kind == "batch" else "predictions"
         report.skip(
             f"{len(rows)} {what} to compare; a drift report needs at least "
-            f"{settings.drift_min_rows} (COVERTYPE_DRIFT_MIN_ROWS)"
+            f"{settings.monitor.drift_min_rows} (COVERTYPE_DRIFT_MIN_ROWS)"
         )
         return None
     report.drift = compare(ref.rows, rows)
@@ -269,8 +270,8 @@ def _log_to_mlflow(settings: Settings, report: DriftReport, ref: reference.Refer
     import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    name = settings.monitoring_experiment
+    client = MlflowClient(settings.mlflow.tracking_uri)
+    name = settings.monitor.experiment
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found else client.create_experiment(name)
     drift = report.drift

@@ -1,10 +1,14 @@
 """The inference API (`covertype serve`): the champion model in memory, hot-swapped.
 
 `app` wires start-up, request ids, logs and metrics around the routes of `routes`;
-`shapes` is every answer's shape; `records` is what the API reads (and its 422 messages);
-`model` loads, watches and swaps the model (`served`: what it serves; `cache`: its copy on
-disk); `fast` predicts without a DataFrame; `metrics` is what /metrics shows; `predlog`
-records every answer in the data DB; `reports` shows the latest drift reports as gauges.
+`responses` is every answer's shape and `answers` the prediction routes' pre-encoded JSON;
+`records` is what the API reads (and its 422 messages); `api_keys` who may ask;
+`model_holder` loads, watches and swaps the model (`model_files`: a version's files;
+`model_cache`: its copy on disk; `served_model`: what it serves); `predictors` predict
+without a DataFrame (`encoder`, `lightgbm_single_row`, `onnx_trees`), `predictor_choice`
+picks and checks one; `explain` says why; `metrics` is what /metrics shows;
+`prediction_log` records every answer in the data DB; `drift_gauges` shows the latest drift
+reports as gauges.
 
 `create_app` and `run` load the app on first use: the UI imports `records` alone.
 """

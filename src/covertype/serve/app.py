@@ -20,11 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from covertype import __version__, logs
-from covertype.serve import auth
+from covertype.errors import CovertypeError
+from covertype.http_errors import error_response
+from covertype.serve import api_keys
+from covertype.serve.drift_gauges import DriftGauges
 from covertype.serve.metrics import MULTIPROC_ENV, Metrics
-from covertype.serve.model import ModelHolder
-from covertype.serve.predlog import ANSWERED, PredictionLog
-from covertype.serve.reports import DriftGauges
+from covertype.serve.model_holder import ModelHolder
+from covertype.serve.prediction_log import ANSWERED, PredictionLog
 from covertype.serve.routes import include_routes, invalid
 from covertype.settings import Settings, get_settings
 
@@ -160,9 +162,9 @@ async def lifespan(app: FastAPI):
         extra={
             "model": holder.target,
             "serving_version": served.version if served else None,
-            "registry": settings.mlflow_tracking_uri,
+            "registry": settings.mlflow.tracking_uri,
             "registry_reachable": holder.registry.reachable,
-            "watch_seconds": settings.serve_watch_seconds,
+            "watch_seconds": settings.serve.watch_seconds,
             "startup_seconds": round(time.perf_counter() - started, 3),
         },
     )
@@ -183,34 +185,42 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
     watcher thread); a model is served only by `app.state.holder.serve_pipeline(...)`."""
     settings = settings or get_settings()
     metrics = Metrics()
-    metrics.model_version.labels(settings.model_name, settings.model_alias).set(0)
+    metrics.model_version.labels(settings.mlflow.model_name, settings.mlflow.model_alias).set(0)
     app = FastAPI(
         title="covertype inference API",
         version=__version__,
         description=(
             f"Predicts the forest cover type of one cell from its 12 features with the model "
-            f"`models:/{settings.model_name}@{settings.model_alias}`, kept in memory and "
-            "swapped when the alias moves. Every answer names the model version that made it."
+            f"`models:/{settings.mlflow.model_name}@{settings.mlflow.model_alias}`, kept in memory "
+            "and swapped when the alias moves. Every answer names the model version that made it."
         ),
         lifespan=lifespan,
     )
     app.state.settings, app.state.metrics = settings, metrics
     app.state.holder = ModelHolder(settings, observer=metrics, watch=watch)
-    predictions = PredictionLog(settings, metrics) if settings.prediction_log == "on" else None
+    predictions = (
+        PredictionLog(settings, metrics) if settings.serve.prediction_log == "on" else None
+    )
     app.state.predictions = predictions
     # The drift gauges read the data DB's reports: only an API that watches the registry.
     app.state.drift_gauges = DriftGauges(settings, metrics) if watch else None
-    if settings.auth == "on":
-        auth.check_configured(settings)
-        metrics_key = settings.metrics_key.get_secret_value() if settings.metrics_key else None
+    if settings.auth.on:
+        api_keys.check_configured(settings)
+        metrics_key = (
+            settings.auth.metrics_key.get_secret_value() if settings.auth.metrics_key else None
+        )
         # Inside the request context (added after it runs first): a 401 is timed and logged.
-        app.add_middleware(auth.ApiKeys, keys=settings.accepted_api_keys, metrics_key=metrics_key)
+        app.add_middleware(
+            api_keys.ApiKeys, keys=settings.auth.accepted_api_keys, metrics_key=metrics_key
+        )
         _document_keys(app)
     app.add_middleware(
-        RequestContext, metrics=metrics, access=settings.serve_access_log, predictions=predictions
+        RequestContext, metrics=metrics, access=settings.serve.access_log, predictions=predictions
     )
+    # One handler of the platform's errors; FastAPI's own validation errors answered the same.
+    app.add_exception_handler(CovertypeError, error_response)
     app.add_exception_handler(RequestValidationError, invalid)
-    include_routes(app, settings.serve_max_batch)
+    include_routes(app, settings.serve.max_batch)
     return app
 
 
@@ -219,7 +229,7 @@ def _document_keys(app: FastAPI) -> None:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = auth.document(generate())
+            app.openapi_schema = api_keys.document(generate())
         return app.openapi_schema
 
     app.openapi = openapi
@@ -233,17 +243,17 @@ def run(settings: Settings, host: str | None = None, port: int | None = None) ->
     the request id), a graceful shutdown, and COVERTYPE_SERVE_WORKERS processes."""
     import uvicorn
 
-    auth.check_configured(settings)  # here, not once in each worker
+    api_keys.check_configured(settings)  # here, not once in each worker
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     options: dict[str, Any] = {
-        "host": host or settings.serve_host,
-        "port": port or settings.serve_port,
+        "host": host or settings.serve.host,
+        "port": port or settings.serve.port,
         "log_config": log_config(level),
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
-    if settings.serve_workers == 1:
+    if settings.serve.workers == 1:
         uvicorn.run(create_app(settings), **options)
         return
     if not os.environ.get(MULTIPROC_ENV):  # every worker writes its metrics here
@@ -254,7 +264,7 @@ def run(settings: Settings, host: str | None = None, port: int | None = None) ->
     uvicorn.run(
         "covertype.serve.app:create_app",
         factory=True,
-        workers=settings.serve_workers,
+        workers=settings.serve.workers,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         **options,
     )

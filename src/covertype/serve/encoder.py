@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from covertype import features, schema
+from covertype.errors import CovertypeError
 
 Record = Mapping[str, object]  # one validated record: schema.FEATURES → canonical values
 
 
-class Unsupported(Exception):
-    """The pipeline has a step the fast path does not reproduce."""
+class Unsupported(CovertypeError):
+    """The pipeline has a step the fast path does not reproduce (the next predictor serves)."""
 
 
 _NUMERIC_OUT = {name: i for i, name in enumerate(features.NUMERIC_OUT)}

@@ -6,18 +6,21 @@ from __future__ import annotations
 import numpy as np
 
 from covertype import schema
-from covertype.serve.fast import FastPredictor, Predictor, _LightGBM
-from covertype.serve.shapes import Contribution, Explanation
+from covertype.errors import CovertypeError
+from covertype.serve.predictors import FastPredictor, LightGBMModel, Predictor
+from covertype.serve.responses import Contribution, Explanation
 
 
-class NotExplainable(Exception):
-    """The served model gives no per-feature contributions."""
+class NotExplainable(CovertypeError):
+    """The served model gives no per-feature contributions (HTTP 501)."""
+
+    status = 501
 
 
 def explain(predictor: Predictor, family: str | None, record: dict, version: str, top: int):
     """The Explanation of `record`'s prediction; NotExplainable naming the family if none."""
     model = getattr(predictor, "model", None)
-    if not isinstance(predictor, FastPredictor) or not isinstance(model, _LightGBM):
+    if not isinstance(predictor, FastPredictor) or not isinstance(model, LightGBMModel):
         kind = (
             getattr(predictor, "model_kind", None)
             or type(getattr(predictor, "pipeline", predictor)).__name__

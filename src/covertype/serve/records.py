@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic import model_validator as _model_validator
 
 from covertype import schema
-from covertype.serve.shapes import Problem, Problems
+from covertype.errors import BadInput, CovertypeError
+from covertype.serve.responses import Problem, Problems
 
 # The first row of the real covtype file (UCI Cover_Type 1: Spruce/Fir, class 0).
 EXAMPLE = {
@@ -120,26 +121,33 @@ def problems_body(problems: list[Problem]) -> dict:
     return Problems(detail=problems).model_dump(mode="json", exclude_unset=True)
 
 
-class BatchTooLarge(Exception):
-    """More records than COVERTYPE_SERVE_MAX_BATCH."""
+class TooLarge(CovertypeError):
+    """More records, or a longer body, than COVERTYPE_SERVE_MAX_BATCH allows (HTTP 413)."""
+
+    status = 413
 
 
-class BatchInvalid(Exception):
+class InvalidRecords(BadInput):
+    """Bad record(s): each problem names its field and what is allowed (HTTP 422)."""
+
     def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(p.msg for p in problems))
         self.problems = problems
-        super().__init__(f"{len(problems)} problems")
+
+    def body(self) -> dict:
+        return problems_body(self.problems)
 
 
 def parse_batch(body: bytes, max_batch: int) -> list:
-    """A JSON list of records → validated Records; BatchTooLarge past `max_batch`."""
+    """A JSON list of records → validated Records; TooLarge past `max_batch`."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
-        raise BatchInvalid(
+        raise InvalidRecords(
             [Problem(loc=["body"], msg=f"body is not valid JSON: {error}", type="json_invalid")]
         ) from None
     if not isinstance(data, list):
-        raise BatchInvalid(
+        raise InvalidRecords(
             [
                 Problem(
                     loc=["body"],
@@ -150,14 +158,14 @@ def parse_batch(body: bytes, max_batch: int) -> list:
             ]
         )
     if len(data) > max_batch:
-        raise BatchTooLarge(
+        raise TooLarge(
             f"a batch of {len(data)} records is over the maximum of {max_batch} "
             "(COVERTYPE_SERVE_MAX_BATCH); split it"
         )
     try:
         return RECORDS.validate_python(data)
     except ValidationError as error:
-        raise BatchInvalid(
+        raise InvalidRecords(
             problems([{**e, "loc": ["body", *e["loc"]]} for e in error.errors(include_url=False)])
         ) from None
 

@@ -1,40 +1,41 @@
 """The inference API's routes: HTTP in, calls to the holder and the metrics, HTTP out.
 
 Records are validated by `records.Record` (the schema module's rules and messages), the
-model comes from `model.ModelHolder`, every answer's shape from `shapes`. The holder, the
-metrics and the settings are the app's (`create_app` puts them in `app.state`), handed in
-by `Depends`. `/predict` is `async def` on purpose: a one-row prediction is a few hundred
-microseconds of CPU, cheaper on the event loop than through the thread pool (where
-concurrent predictions only fight over the GIL); big batches go to a thread.
+model comes from `model_holder.ModelHolder`, every answer's shape from `responses`. Errors
+are raised (`covertype.errors`) and answered by the app's one handler, never mapped here.
+The holder, the metrics and the settings are the app's (`create_app` puts them in
+`app.state`), handed in by `Depends`. `/predict` is `async def` on purpose: a one-row
+prediction is a few hundred microseconds of CPU, cheaper on the event loop than through
+the thread pool (where concurrent predictions only fight over the GIL); big batches go to
+a thread.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 
+from covertype.http_errors import error_response
 from covertype.schema import FEATURES
-from covertype.serve.explain import NotExplainable, explain
+from covertype.serve.explain import explain
 from covertype.serve.metrics import Metrics
-from covertype.serve.model import ModelHolder
-from covertype.serve.predlog import answered
+from covertype.serve.model_holder import ModelHolder
+from covertype.serve.prediction_log import answered
 from covertype.serve.records import (
     EXAMPLE,
     EXAMPLE_2,
-    BatchInvalid,
-    BatchTooLarge,
+    InvalidRecords,
     Record,
+    TooLarge,
     parse_batch,
     problems,
-    problems_body,
 )
-from covertype.serve.shapes import (
+from covertype.serve.responses import (
     Detail,
     Explanation,
     Health,
@@ -106,17 +107,10 @@ def batch_body(max_batch: int) -> dict:
     }
 
 
-def unavailable(holder: ModelHolder) -> JSONResponse:
-    return JSONResponse(
-        Detail(detail=holder.not_ready_reason()).model_dump(),
-        status_code=503,
-        headers={"Retry-After": str(math.ceil(holder.interval))},
-    )
-
-
 async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-    """The app's handler of bad requests: 422 naming each bad field and what is allowed."""
-    return JSONResponse(problems_body(problems(list(error.errors()))), status_code=422)
+    """FastAPI's own validation errors answered as ours: 422 naming each bad field and what
+    is allowed."""
+    return await error_response(request, InvalidRecords(problems(list(error.errors()))))
 
 
 # ---------------------------------------------------------------- the routes
@@ -138,9 +132,7 @@ async def predict(
     holder: HolderDep,
     metrics: MetricsDep,
 ) -> Any:
-    served = holder.current
-    if served is None:
-        return unavailable(holder)
+    served = holder.serving()
     features = record.__dict__
     label, proba = served.predictor.classify_one(features)
     metrics.count_prediction(served.version, label)
@@ -162,14 +154,9 @@ async def predict_explain(
     holder: HolderDep,
     top: Annotated[int, Query(ge=1, le=len(FEATURES), description="contributions shown")] = 5,
 ) -> Any:
-    served = holder.current
-    if served is None:
-        return unavailable(holder)
+    served = holder.serving()
     family = served.tags.get("family")
-    try:
-        return explain(served.predictor, family, record.__dict__, served.version, top)
-    except NotExplainable as error:
-        return JSONResponse(Detail(detail=str(error)).model_dump(), status_code=501)
+    return explain(served.predictor, family, record.__dict__, served.version, top)
 
 
 @router.post(
@@ -183,16 +170,9 @@ async def predict_explain(
 async def predict_batch(
     request: Request, holder: HolderDep, metrics: MetricsDep, settings: SettingsDep
 ) -> Any:
-    body = await _read_body(request, settings.serve_max_batch * BYTES_PER_RECORD)
-    try:
-        records = parse_batch(body, settings.serve_max_batch)
-    except BatchTooLarge as error:
-        return JSONResponse(Detail(detail=str(error)).model_dump(), status_code=413)
-    except BatchInvalid as error:
-        return JSONResponse(problems_body(error.problems), status_code=422)
-    served = holder.current
-    if served is None:
-        return unavailable(holder)
+    body = await _read_body(request, settings.serve.max_batch * BYTES_PER_RECORD)
+    records = parse_batch(body, settings.serve.max_batch)
+    served = holder.serving()
     rows = [record.__dict__ for record in records]
     if len(rows) >= BATCH_IN_THREAD:
         labels, proba = await run_in_threadpool(served.predictor.classify_many, rows)
@@ -234,10 +214,7 @@ async def ready(holder: HolderDep) -> Any:
     summary="The model being served: version, alias, run, holdout metrics, training data",
 )
 async def model(holder: HolderDep) -> Any:
-    served = holder.current
-    if served is None:
-        return unavailable(holder)
-    return served.info(holder.registry.status())
+    return holder.serving().info(holder.registry.status())
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
@@ -255,9 +232,9 @@ def include_routes(app: FastAPI, max_batch: int) -> None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it is longer than `limit` bytes."""
-    too_long = HTTPException(
-        413, f"request body over {limit} bytes ({BYTES_PER_RECORD} a record of the maximum batch)"
+    """The request body, or TooLarge (413) as soon as it is longer than `limit` bytes."""
+    too_long = TooLarge(
+        f"request body over {limit} bytes ({BYTES_PER_RECORD} a record of the maximum batch)"
     )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -24,7 +24,7 @@ import psutil
 
 from covertype.processes import alive, memory_bytes, session_members, stop_processes, stop_sessions
 from covertype.settings import Settings
-from covertype.stack import logins, news
+from covertype.stack import logins, probes
 from covertype.stack.services import (
     AIRFLOW,
     BY_NAME,
@@ -115,14 +115,14 @@ def up(fast: bool = False, verbose: bool = False, echo: Echo = say) -> int:
     a service was failed when it stopped."""
     settings = prepare_environment(fast)
     home = settings.home
-    if settings.auth == "off" and (exposed := logins.exposed(settings, HOST_FIELDS)):
+    if not settings.auth.on and (exposed := logins.exposed(settings, HOST_FIELDS)):
         echo(
             "covertype up: COVERTYPE_AUTH=off is only for a stack on 127.0.0.1, and these "
             f"listen elsewhere: {', '.join(exposed)}. Unset COVERTYPE_AUTH (logins on) or "
             "bind them to 127.0.0.1."
         )
         return 1
-    generated = logins.prepare(home, os.environ) if settings.auth == "on" else {}
+    generated = logins.prepare(home, os.environ) if settings.auth.on else {}
     settings = Settings()
     previous = StackState.load(home)
     if previous and up_alive(previous):
@@ -333,8 +333,8 @@ def status(settings: Settings, echo: Echo = say) -> int:
         echo(f"supervisord does not answer on {supervisor.socket}")
     rows = [("service", "state", "restarts", "last exit", "memory", "health", "URL")]
     all_good = alive and bool(programs)
-    with news.client(settings) as client:
-        health = news.Health(settings, client)
+    with probes.client(settings) as client:
+        health = probes.Health(settings, client)
         records = _records(home)
         for service in SERVICES:
             record = records[service.name]
@@ -360,13 +360,13 @@ def status(settings: Settings, echo: Echo = say) -> int:
         with contextlib.suppress(httpx.HTTPError, ValueError, TypeError, KeyError):
             answer = client.get(state.services["serve"]["url"] + "/ready").json()
             if answer.get("model"):
-                served = f"{settings.model_name} version {answer['model']['version']}"
+                served = f"{settings.mlflow.model_name} version {answer['model']['version']}"
     for line in table(rows):
         echo(line)
     for name, record in records.items():
         if record.state == FAILED:
             echo(f"{name} failed: {record.failed_reason}; `covertype restart {name}` tries again")
-    total = sum(news.rows_by_batch(settings).values())
+    total = sum(probes.rows_by_batch(settings).values())
     echo(f"served: {served}; data DB: {total:,} rows")
     extra = []
     if state.first_prediction_seconds is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import MutableMapping
+from operator import attrgetter
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -76,45 +77,43 @@ def _apply(values: dict[str, str], environ: MutableMapping[str, str]) -> None:
         environ.setdefault("COVERTYPE_API_KEYS", environ["COVERTYPE_API_KEY"])
     # The stack's own processes (Airflow's tasks, the CLI, the watcher) train and monitor.
     if "COVERTYPE_MLFLOW_TRAIN_PASSWORD" in environ:
-        environ.setdefault("MLFLOW_TRACKING_USERNAME", Settings().mlflow_train_user)
+        environ.setdefault("MLFLOW_TRACKING_USERNAME", Settings().auth.mlflow_train_user)
         environ.setdefault("MLFLOW_TRACKING_PASSWORD", environ["COVERTYPE_MLFLOW_TRAIN_PASSWORD"])
 
 
 def service_environment(settings: Settings, service: str) -> dict[str, str]:
     """The MLflow login of `service` where it has a role of its own."""
     role = ROLES.get(service)
-    if settings.auth != "on" or role is None:
+    if not settings.auth.on or role is None:
         return {}
-    password = getattr(settings, f"mlflow_{role}_password")
+    password = getattr(settings.auth, f"mlflow_{role}_password")
     if password is None:
         return {}
     return {
-        "MLFLOW_TRACKING_USERNAME": getattr(settings, f"mlflow_{role}_user"),
+        "MLFLOW_TRACKING_USERNAME": getattr(settings.auth, f"mlflow_{role}_user"),
         "MLFLOW_TRACKING_PASSWORD": password.get_secret_value(),
     }
 
 
 def exposed(settings: Settings, host_fields: list[str]) -> list[str]:
-    """The services' addresses that are not loopback, each as VARIABLE=value."""
-    return [
-        f"{env_name(field)}={getattr(settings, field)}"
-        for field in dict.fromkeys(host_fields)
-        if getattr(settings, field) not in LOOPBACK
-    ]
+    """The services' addresses (settings' paths, `serve.host`) that are not loopback, each
+    as VARIABLE=value."""
+    hosts = {field: attrgetter(field)(settings) for field in host_fields}
+    return [f"{env_name(field)}={host}" for field, host in hosts.items() if host not in LOOPBACK]
 
 
 def describe(settings: Settings, generated: dict[str, str]) -> list[str]:
     """What `up` prints about the logins: the secrets once, where they are kept always."""
     path = secrets_file(settings.home)
-    if settings.auth != "on":
+    if not settings.auth.on:
         return ["logins off (COVERTYPE_AUTH=off): every service listens on 127.0.0.1 only"]
     lines = []
     if generated:
         lines.append(f"logins generated now, kept in {path} (mode 0600); shown once:")
         shown = {
-            "COVERTYPE_UI_PASSWORD": f"UI: {settings.ui_user} /",
+            "COVERTYPE_UI_PASSWORD": f"UI: {settings.auth.ui_user} /",
             "COVERTYPE_API_KEY": "inference API key (X-API-Key):",
-            "COVERTYPE_MLFLOW_ADMIN_PASSWORD": f"MLflow: {settings.mlflow_admin_user} /",
+            "COVERTYPE_MLFLOW_ADMIN_PASSWORD": f"MLflow: {settings.auth.mlflow_admin_user} /",
         }
         lines += [f"  {what} {generated[k]}" for k, what in shown.items() if k in generated]
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from covertype.errors import CovertypeError
 from covertype.settings import Settings, client_host, write_secret
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ ALERTS = MONITORING / "prometheus/alerts.yml"
 RETENTION = "7d"
 
 
-class NotInstalled(RuntimeError):
+class NotInstalled(CovertypeError):
     """No `prometheus` binary on PATH."""
 
 
@@ -43,12 +44,12 @@ def config(settings: Settings, alerts: Path = ALERTS) -> dict:
     user `mlflow_metrics_user`, whose password is that same key (a file, not the config)."""
     s = settings
     jobs = {
-        "covertype-api": _target(s.serve_host, s.serve_port),
-        "covertype-source": _target(s.source_host, s.source_port),
-        "mlflow": _target(s.mlflow_host, s.mlflow_port),
-        "prometheus": _target(s.prometheus_host, s.prometheus_port),
+        "covertype-api": _target(s.serve.host, s.serve.port),
+        "covertype-source": _target(s.source.host, s.source.port),
+        "mlflow": _target(s.mlflow.host, s.mlflow.port),
+        "prometheus": _target(s.prometheus.host, s.prometheus.port),
     }
-    interval = f"{s.prometheus_scrape_seconds:g}s"
+    interval = f"{s.prometheus.scrape_seconds:g}s"
     return {
         "global": {
             "scrape_interval": interval,
@@ -64,13 +65,15 @@ def config(settings: Settings, alerts: Path = ALERTS) -> dict:
 
 
 def _login(settings: Settings, job: str) -> dict:
-    if settings.auth != "on" or settings.metrics_key is None:
+    if not settings.auth.on or settings.auth.metrics_key is None:
         return {}
     secret = str(key_file(settings))
     if job == "covertype-api":
         return {"authorization": {"type": "Bearer", "credentials_file": secret}}
     if job == "mlflow":
-        return {"basic_auth": {"username": settings.mlflow_metrics_user, "password_file": secret}}
+        return {
+            "basic_auth": {"username": settings.auth.mlflow_metrics_user, "password_file": secret}
+        }
     return {}
 
 
@@ -79,8 +82,8 @@ def write_config(settings: Settings) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "prometheus.yml"
     path.write_text(yaml.safe_dump(config(settings), sort_keys=False))
-    if settings.auth == "on" and settings.metrics_key is not None:
-        write_secret(key_file(settings), settings.metrics_key.get_secret_value())
+    if settings.auth.on and settings.auth.metrics_key is not None:
+        write_secret(key_file(settings), settings.auth.metrics_key.get_secret_value())
     return path
 
 
@@ -95,7 +98,7 @@ def command(settings: Settings, config_path: Path) -> list[str]:
         f"--config.file={config_path}",
         f"--storage.tsdb.path={settings.home / 'prometheus' / 'data'}",
         f"--storage.tsdb.retention.time={RETENTION}",
-        f"--web.listen-address={settings.prometheus_host}:{settings.prometheus_port}",
+        f"--web.listen-address={settings.prometheus.host}:{settings.prometheus.port}",
     ]
 
 

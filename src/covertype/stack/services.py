@@ -16,6 +16,7 @@ import shutil
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 from covertype.processes import VENV_BIN, with_venv_path
 from covertype.settings import Settings, client_host, env_name
@@ -55,7 +56,7 @@ class Service:
     name: str  # the supervisord program, its log file and its record
     title: str
     args: tuple[str, ...]  # of `covertype`
-    host_field: str
+    host_field: str  # the settings' path of its address (`serve.host`)
     port_field: str
     health_path: str
     component: str | None = None  # its key in Airflow's /api/v2/monitor/health
@@ -64,10 +65,13 @@ class Service:
     needs: str | None = None  # a program that must be on PATH, else the stack runs without it
 
     def url(self, settings: Settings) -> str:
-        return f"http://{client_host(getattr(settings, self.host_field))}:{self.port(settings)}"
+        return f"http://{client_host(self.host(settings))}:{self.port(settings)}"
+
+    def host(self, settings: Settings) -> str:
+        return attrgetter(self.host_field)(settings)
 
     def port(self, settings: Settings) -> int:
-        return getattr(settings, self.port_field)
+        return attrgetter(self.port_field)(settings)
 
     def health_url(self, settings: Settings) -> str:
         return self.url(settings) + self.health_path
@@ -78,29 +82,29 @@ class Service:
 
 _MONITOR = "/api/v2/monitor/health"
 TABLE = (
-    Service("source", "source API", ("source",), "source_host", "source_port", "/"),
-    Service("mlflow", "MLflow", ("mlflow",), "mlflow_host", "mlflow_port", "/health"),
+    Service("source", "source API", ("source",), "source.host", "source.port", "/"),
+    Service("mlflow", "MLflow", ("mlflow",), "mlflow.host", "mlflow.port", "/health"),
     Service(
         "airflow-api-server", "Airflow", ("airflow", "api-server"),
-        "airflow_host", "airflow_port", _MONITOR, "metadatabase", AIRFLOW,
+        "airflow.host", "airflow.port", _MONITOR, "metadatabase", AIRFLOW,
     ),
     Service(
         "airflow-scheduler", "Airflow scheduler", ("airflow", "scheduler"),
-        "airflow_host", "airflow_port", _MONITOR, "scheduler", AIRFLOW, listens=False,
+        "airflow.host", "airflow.port", _MONITOR, "scheduler", AIRFLOW, listens=False,
     ),
     Service(
         "airflow-dag-processor", "Airflow DAG processor", ("airflow", "dag-processor"),
-        "airflow_host", "airflow_port", _MONITOR, "dag_processor", AIRFLOW, listens=False,
+        "airflow.host", "airflow.port", _MONITOR, "dag_processor", AIRFLOW, listens=False,
     ),
     Service(
         "airflow-triggerer", "Airflow triggerer", ("airflow", "triggerer"),
-        "airflow_host", "airflow_port", _MONITOR, "triggerer", AIRFLOW, listens=False,
+        "airflow.host", "airflow.port", _MONITOR, "triggerer", AIRFLOW, listens=False,
     ),
-    Service("serve", "inference API", ("serve",), "serve_host", "serve_port", "/health"),
-    Service("ui", "Streamlit UI", ("ui",), "ui_host", "ui_port", "/_stcore/health"),
+    Service("serve", "inference API", ("serve",), "serve.host", "serve.port", "/health"),
+    Service("ui", "Streamlit UI", ("ui",), "ui.host", "ui.port", "/_stcore/health"),
     Service(
         "prometheus", "Prometheus", ("prometheus",),
-        "prometheus_host", "prometheus_port", "/-/ready", needs="prometheus",
+        "prometheus.host", "prometheus.port", "/-/ready", needs="prometheus",
     ),
 )  # fmt: skip
 
@@ -143,7 +147,7 @@ def prepare_environment(fast: bool, environ: dict | None = None) -> Settings:
 def ports_in_use(settings: Settings, environ: Mapping[str, str] = os.environ) -> list[str]:
     """Each port the stack needs that is taken or given twice, named with its variable."""
     wanted = [
-        (s.title, env_name(s.port_field), getattr(settings, s.host_field), s.port(settings))
+        (s.title, env_name(s.port_field), s.host(settings), s.port(settings))
         for s in SERVICES
         if s.listens
     ]

@@ -2,7 +2,7 @@
 
 `COVERTYPE_HOME/stack/state.json` is written by `covertype up` (what runs, where, the first
 prediction, peak memory) for `status` and `down`. `COVERTYPE_HOME/stack/services/<name>.json`
-is written only by that service's guard (`covertype.stack.tree`): its state, its session,
+is written only by that service's guard (`covertype.stack.guard`): its state, its session,
 every exit. Both are replaced by rename, so a reader never sees half a file. Light on
 imports: every guard process loads this module.
 """

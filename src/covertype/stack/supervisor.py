@@ -1,7 +1,7 @@
 """supervisord for the local stack: its configuration, its process, a client.
 
 `covertype up` writes `COVERTYPE_HOME/stack/supervisord.conf`, one program per service: the
-guard of `covertype.stack.tree` around the service's command, restarted by supervisord
+guard of `covertype.stack.guard` around the service's command, restarted by supervisord
 whenever it exits (except when the guard gave up), its output in
 `COVERTYPE_HOME/logs/<service>.log` (rotated at 50 MB). `up` runs `supervisord -n` as its
 child, in a session of its own and dying with `up`, and talks to it over XML-RPC on a unix
@@ -20,19 +20,20 @@ import xmlrpc.client
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from covertype.errors import CovertypeError
 from covertype.processes import VENV_BIN
 from covertype.settings import write_secret
-from covertype.stack import tree
+from covertype.stack import guard
 from covertype.stack.state import stack_dir
 
 # name, command, started with supervisord, environment of its own (beside supervisord's)
 Program = tuple[str, list[str], bool, dict[str, str]]
 
-STOP_WAIT_SECONDS = tree.GRACE_SECONDS + 15  # then supervisord SIGKILLs the guard
+STOP_WAIT_SECONDS = guard.GRACE_SECONDS + 15  # then supervisord SIGKILLs the guard
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(CovertypeError):
     """supervisord did not start or does not answer."""
 
 
@@ -98,15 +99,15 @@ class Supervisor:
             if any("\n" in part for part in [*command, *environment.values()]):
                 raise ValueError(f"{name}: supervisord's config cannot hold a newline")
             log = self.log_path(name)
-            guard = [sys.executable, "-m", "covertype.stack.tree", name, str(log), "--"]
+            guarded = [sys.executable, "-m", "covertype.stack.guard", name, str(log), "--"]
             sections += [
                 f"[program:{name}]",
-                f"command={_value(shlex.join([*guard, *command]))}",
+                f"command={_value(shlex.join([*guarded, *command]))}",
                 f"directory={_value(str(cwd))}",
                 f"autostart={str(autostart).lower()}",
                 "autorestart=unexpected",
-                f"exitcodes={tree.GAVE_UP}",
-                "startsecs=0",  # the guard keeps the restart policy (see covertype.stack.tree)
+                f"exitcodes={guard.GAVE_UP}",
+                "startsecs=0",  # the guard keeps the restart policy (see covertype.stack.guard)
                 "stopsignal=TERM",
                 f"stopwaitsecs={STOP_WAIT_SECONDS}",
                 f"stdout_logfile={_value(str(log))}",
@@ -121,7 +122,7 @@ class Supervisor:
 
     def spawn(self, env: Mapping[str, str], log: Path) -> subprocess.Popen:
         """`supervisord -n` in a session of its own, SIGTERMed when this process dies."""
-        from covertype.stack.tree import die_with_parent
+        from covertype.stack.guard import die_with_parent
 
         self.socket.unlink(missing_ok=True)
         with log.open("ab") as output:

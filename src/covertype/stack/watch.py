@@ -20,11 +20,11 @@ from datetime import datetime
 import httpx
 import psutil
 
-from covertype import orchestrate
+from covertype.orchestrate import airflow_config
 from covertype.processes import memory_bytes, session_members
 from covertype.settings import Settings
-from covertype.stack import news
-from covertype.stack.services import AIRFLOW, BY_NAME, SERVICES, Service
+from covertype.stack import probes, progress
+from covertype.stack.services import AIRFLOW, BY_NAME, SERVICES
 from covertype.stack.state import BACKOFF, FAILED, ServiceRecord, StackState
 from covertype.stack.supervisor import Supervisor
 
@@ -80,7 +80,7 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         try:
-            with news.client(self.settings) as client:
+            with probes.client(self.settings) as client:
                 self._start_airflow()
                 if self._wait_until_healthy(client):
                     self._print_table()
@@ -126,7 +126,7 @@ class Watcher(threading.Thread):
         while waiting and not self.stopping.is_set():
             self._airflow_migrated()
             waiting = [s for s in waiting if s.name not in self.failed]
-            health = news.Health(self.settings, client)
+            health = probes.Health(self.settings, client)
             for service in list(waiting):
                 if health.healthy(service):
                     waiting.remove(service)
@@ -154,11 +154,11 @@ class Watcher(threading.Thread):
         self.echo("")
         for line in table(rows):
             self.echo(line)
-        if settings.airflow_admin_password is not None:
+        if settings.airflow.admin_password is not None:
             login = "the password in COVERTYPE_AIRFLOW_ADMIN_PASSWORD"
         else:
-            login = f"the password Airflow generated, in {orchestrate.passwords_file(settings)}"
-        self.echo(f"  Airflow login: {settings.airflow_admin_user} with {login}")
+            login = f"the password Airflow generated, in {airflow_config.passwords_file(settings)}"
+        self.echo(f"  Airflow login: {settings.airflow.admin_user} with {login}")
         self.echo(f"  data DB: {settings.data_db}; state and logs: {settings.home}")
         self.echo(
             f"  supervised by supervisord: `covertype status`; "
@@ -168,7 +168,7 @@ class Watcher(threading.Thread):
 
     # ------------------------------------------------------------ supervision
 
-    def _supervision(self, health: news.Health) -> None:
+    def _supervision(self, health: probes.Health) -> None:
         """Exits, restarts, failures and recoveries since the last look, each told once."""
         for service in SERVICES:
             record = ServiceRecord.load(self.settings.home, service.name)
@@ -222,25 +222,25 @@ class Watcher(threading.Thread):
         """Until the first champion is served, then news: batches, champions, supervision."""
         settings = self.settings
         seen_rows: dict[int, int] | None = None
-        training = news.TrainingNews(self.started_at)
-        monitoring = news.MonitoringNews()
+        training = progress.TrainingNews(self.started_at)
+        monitoring = progress.MonitoringNews()
         champion = served = None
         if self.state.fast:
             self.say(
-                f"fast demo: a batch every {settings.batch_seconds:.0f} s, "
-                f"{settings.train_n_iter} candidates per training"
+                f"fast demo: a batch every {settings.source.batch_seconds:.0f} s, "
+                f"{settings.train.n_iter} candidates per training"
             )
         self.say("waiting for the first champion: collection → training → alias → API")
         polls = 0
         while not self.stopping.is_set():
-            self._supervision(news.Health(settings, client))
+            self._supervision(probes.Health(settings, client))
             polls += 1
             if polls % NEWS_EVERY == 0:
-                rows = news.rows_by_batch(settings)
+                rows = probes.rows_by_batch(settings)
                 if rows and rows != seen_rows:
                     new = sorted(set(rows) - set(seen_rows)) if seen_rows is not None else []
                     self.say(
-                        f"collection: {sum(rows.values()):,} rows of {news.ranges(rows)} in "
+                        f"collection: {sum(rows.values()):,} rows of {progress.ranges(rows)} in "
                         f"the data DB"
                         + (f" (new: batch {', '.join(map(str, new))})" if new else "")
                     )
@@ -250,12 +250,12 @@ class Watcher(threading.Thread):
                 with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                     for line in training.poll(settings, client):
                         self.say(line)
-                    version = news.champion_version(settings, client)
+                    version = probes.champion_version(settings, client)
                     if version and version != champion:
                         champion = version
                         self.say(
-                            f"registry: {settings.model_name} version {version} is "
-                            f"{settings.model_alias}"
+                            f"registry: {settings.mlflow.model_name} version {version} is "
+                            f"{settings.mlflow.model_alias}"
                         )
                 with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                     served = self._check_served(client, served)
@@ -263,7 +263,7 @@ class Watcher(threading.Thread):
             self.stopping.wait(POLL_SECONDS)
 
     def _check_served(self, client: httpx.Client, served: str | None) -> str | None:
-        answer = news.served_answer(self.settings, client)
+        answer = probes.served_answer(self.settings, client)
         if answer is None:
             return served
         result, took = answer
@@ -281,7 +281,3 @@ class Watcher(threading.Thread):
             )
             self.say("Ctrl-C or `covertype down` stops it; `covertype status` shows it.")
         return version
-
-
-def service_of(name: str) -> Service:
-    return BY_NAME[name]

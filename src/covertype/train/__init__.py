@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import importlib
 
+from covertype.errors import CovertypeError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(CovertypeError):
     """Training cannot start or produced nothing to register."""
 
 

@@ -94,8 +94,8 @@ def bucket(keys: pd.Series, part: int) -> pd.Series:
 
 def split(frame: pd.DataFrame, settings: Settings) -> Split:
     """Holdout and validation shares chosen from the row key alone, so they are stable."""
-    holdout = bucket(frame["row_key"], 0) < settings.holdout_percent
-    validation = ~holdout & (bucket(frame["row_key"], 1) < settings.validation_percent)
+    holdout = bucket(frame["row_key"], 0) < settings.train.holdout_percent
+    validation = ~holdout & (bucket(frame["row_key"], 1) < settings.train.validation_percent)
     return Split(
         train=Share.of(frame[~holdout & ~validation]),
         validation=Share.of(frame[validation]),

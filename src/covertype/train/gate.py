@@ -60,18 +60,20 @@ def score_champion(client, settings: Settings, holdout: Share) -> Champion | Non
     from mlflow.exceptions import MlflowException
 
     try:
-        aliases = client.get_registered_model(settings.model_name).aliases
+        aliases = client.get_registered_model(settings.mlflow.model_name).aliases
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    if settings.model_alias not in aliases:
+    if settings.mlflow.model_alias not in aliases:
         return None
-    current = client.get_model_version(settings.model_name, aliases[settings.model_alias])
+    current = client.get_model_version(
+        settings.mlflow.model_name, aliases[settings.mlflow.model_alias]
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             model = mlflow.sklearn.load_model(
-                f"models:/{settings.model_name}/{current.version}", dst_path=tmp
+                f"models:/{settings.mlflow.model_name}/{current.version}", dst_path=tmp
             )
             predicted = model.predict(holdout.X)
     except Exception:
@@ -92,7 +94,7 @@ def apply(
     both scores, and move the alias to `version` if it won."""
     import mlflow
 
-    name, alias = settings.model_name, settings.model_alias
+    name, alias = settings.mlflow.model_name, settings.mlflow.model_alias
     champion = score_champion(client, settings, holdout)
     decision = decide(new_macro_f1, champion, len(holdout), name, alias)
     tags = {

@@ -38,7 +38,7 @@ def log_and_register(
         skops_trusted_types=TRUSTED_TYPES,
         pip_requirements=pip_requirements(best.pipeline),
     )
-    version = str(mlflow.register_model(info.model_uri, settings.model_name).version)
+    version = str(mlflow.register_model(info.model_uri, settings.mlflow.model_name).version)
     served = {
         "family": best.family,
         "run_id": run_id,
@@ -49,5 +49,5 @@ def log_and_register(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for key, value in served.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
+        client.set_model_version_tag(settings.mlflow.model_name, version, key, value)
     return version

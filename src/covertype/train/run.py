@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from covertype import tracking
 from covertype.settings import Settings, get_settings
+from covertype.tracking.client import connect
 from covertype.train import TrainingError, data, gate, registry, search
 from covertype.train.families import FAMILIES
 
@@ -52,8 +52,8 @@ def train(
     if candidates is not None:
         drawn = search.given_candidates(candidates)
     else:
-        n_iter = n_iter or settings.train_n_iter
-        drawn = search.sample_candidates(n_iter, list(families), settings.train_seed)
+        n_iter = n_iter or settings.train.n_iter
+        drawn = search.sample_candidates(n_iter, list(families), settings.train.seed)
     say = progress or log.info
 
     frame = data.read_rows(settings)
@@ -65,8 +65,8 @@ def train(
         f"{len(rows.holdout)}) of batches {tags['data.batches']}; {len(drawn)} candidates"
     )
 
-    client = tracking.connect(settings)
-    mlflow.set_experiment(settings.experiment_name)
+    client = connect(settings)
+    mlflow.set_experiment(settings.mlflow.experiment_name)
     dataset = data.mlflow_dataset(frame, tags)
     with mlflow.start_run(run_name=f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}") as parent:
         run_id = parent.info.run_id
@@ -74,13 +74,13 @@ def train(
         mlflow.log_input(dataset, context="training")
         tried = ",".join(sorted({c.family for c in drawn}))
         mlflow.log_params({"n_iter": len(drawn), "families": tried})
-        threads = settings.train_threads
-        best = search.search(drawn, rows, settings.train_seed, dataset, say, threads)
+        threads = settings.train.threads
+        best = search.search(drawn, rows, settings.train.seed, dataset, say, threads)
         if best is None:
             mlflow.set_tag("outcome", "every candidate failed")
             raise TrainingError(f"all {len(drawn)} candidates failed; see run {run_id}")
         say(f"refitting {best.family} on training + validation rows")
-        refit_seconds = search.refit_best(best, rows, settings.train_seed, threads)
+        refit_seconds = search.refit_best(best, rows, settings.train.seed, threads)
         mlflow.log_metrics({"refit_seconds": refit_seconds})
         mlflow.log_param("refit_rows", len(rows.train) + len(rows.validation))
         version = registry.log_and_register(best, rows, settings, client, run_id, tags)
@@ -89,11 +89,11 @@ def train(
             client, settings, version, new_f1, rows.holdout, tags["data.holdout_hash"]
         )
     say(
-        f"best: {best.family} → {settings.model_name} version {version}, holdout macro "
+        f"best: {best.family} → {settings.mlflow.model_name} version {version}, holdout macro "
         f"F1 {new_f1:.4f}; {decision.text}"
     )
     return TrainResult(
-        model_name=settings.model_name,
+        model_name=settings.mlflow.model_name,
         version=version,
         run_id=run_id,
         family=best.family,
@@ -104,7 +104,7 @@ def train(
         decision=decision.text,
         champion_version=champion.version if champion else None,
         champion_macro_f1=champion.macro_f1 if champion else None,
-        alias=settings.model_alias,
+        alias=settings.mlflow.model_alias,
         rows=len(frame),
         holdout_rows=len(rows.holdout),
     )

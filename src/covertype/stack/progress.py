@@ -1,91 +1,19 @@
-"""What the running stack's services say: health, collected rows, trainings, the champion.
-
-Plain reads over HTTP and the data DB, each safe to call every couple of seconds: the
-watcher of `covertype up` turns them into progress lines, `covertype status` into a table.
-"""
+"""What the running stack has done since `covertype up` started, each thing told once:
+trainings and their candidates (MLflow), drift reports and retraining decisions (data DB)."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import time
 from collections.abc import Iterable
 
 import httpx
 
 from covertype.settings import Settings
-from covertype.stack.services import Service
-
-
-class StackLogins(httpx.Auth):
-    """The stack's logins on each request: MLflow's basic auth (the stack's own user) on
-    the tracking server's URLs, the API key on the inference API's."""
-
-    def __init__(self, settings: Settings):
-        self.mlflow = settings.mlflow_tracking_uri.rstrip("/")
-        self.api = settings.api_url.rstrip("/")
-        self.basic = None
-        if settings.mlflow_tracking_username and settings.mlflow_tracking_password:
-            pair = f"{settings.mlflow_tracking_username}:"
-            pair += settings.mlflow_tracking_password.get_secret_value()
-            self.basic = "Basic " + base64.b64encode(pair.encode()).decode()
-        self.api_headers = settings.api_headers
-
-    def auth_flow(self, request: httpx.Request):
-        url = str(request.url)
-        if self.basic and url.startswith(self.mlflow):
-            request.headers["Authorization"] = self.basic
-        elif url.startswith(self.api):
-            request.headers.update(self.api_headers)
-        yield request
-
-
-def client(settings: Settings, timeout: float = 5) -> httpx.Client:
-    """An HTTP client that signs in to MLflow and the inference API as the stack does."""
-    return httpx.Client(timeout=timeout, auth=StackLogins(settings))
-
-
-class Health:
-    """One round of health checks: each URL asked once (Airflow's four components share the
-    api-server's monitor answer)."""
-
-    def __init__(self, settings: Settings, client: httpx.Client):
-        self.settings, self.client = settings, client
-        self.answers: dict[str, httpx.Response | None] = {}
-
-    def _get(self, url: str) -> httpx.Response | None:
-        if url not in self.answers:
-            try:
-                self.answers[url] = self.client.get(url)
-            except httpx.HTTPError:
-                self.answers[url] = None
-        return self.answers[url]
-
-    def healthy(self, service: Service) -> bool:
-        answer = self._get(service.health_url(self.settings))
-        if answer is None or answer.status_code != 200:
-            return False
-        if service.component is None:
-            return True
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            return answer.json()[service.component]["status"] == "healthy"
-        return False
-
-
-def champion_version(settings: Settings, client: httpx.Client) -> str | None:
-    answer = client.get(
-        f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/registered-models/alias",
-        params={"name": settings.model_name, "alias": settings.model_alias},
-    )
-    if answer.status_code != 200:
-        return None
-    return answer.json()["model_version"]["version"]
 
 
 def experiment_id(settings: Settings, client: httpx.Client) -> str | None:
     answer = client.get(
-        f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/experiments/get-by-name",
-        params={"experiment_name": settings.experiment_name},
+        f"{settings.mlflow.tracking_uri}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": settings.mlflow.experiment_name},
     )
     return answer.json()["experiment"]["experiment_id"] if answer.status_code == 200 else None
 
@@ -95,7 +23,7 @@ def runs_since(
 ) -> list[dict]:
     """Runs of the experiment started at `since_ms` (epoch ms) or later, oldest first."""
     answer = client.post(
-        f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/runs/search",
+        f"{settings.mlflow.tracking_uri}/api/2.0/mlflow/runs/search",
         json={
             "experiment_ids": [experiment],
             "filter": f"attributes.start_time >= {since_ms}",
@@ -152,15 +80,6 @@ class TrainingNews:
         return news
 
 
-def rows_by_batch(settings: Settings) -> dict[int, int]:
-    from covertype import db
-
-    try:
-        return db.rows_by_batch(settings.data_db)
-    except Exception:  # the data DB does not exist before the first collection
-        return {}
-
-
 def ranges(batches: Iterable[int]) -> str:
     """`batch 3`, `batches 1–4`, `batches 1, 3`."""
     batches = sorted(batches)
@@ -171,18 +90,6 @@ def ranges(batches: Iterable[int]) -> str:
     if batches == list(range(batches[0], batches[-1] + 1)) and len(batches) > 2:
         return f"batches {batches[0]}–{batches[-1]}"
     return "batches " + ", ".join(map(str, batches))
-
-
-def served_answer(settings: Settings, client: httpx.Client) -> tuple[dict, float] | None:
-    """The API's answer to a real record and its milliseconds, or None while not ready."""
-    from covertype.serve.records import EXAMPLE
-
-    if client.get(settings.api_url + "/ready").status_code != 200:
-        return None
-    started = time.perf_counter()
-    answer = client.post(settings.api_url + "/predict", json=EXAMPLE)
-    answer.raise_for_status()
-    return answer.json(), (time.perf_counter() - started) * 1000
 
 
 class MonitoringNews:

@@ -26,9 +26,11 @@ SECURITY_SCHEMES = {
 
 def check_configured(settings: Settings) -> None:
     """MissingSecret when auth is on and no key is set: the API would answer nobody."""
-    if settings.auth == "on":
+    if settings.auth.on:
         require(
-            settings, "api_keys", "the inference API needs keys (comma-separated, 16+ characters)"
+            settings,
+            "auth.api_keys",
+            "the inference API needs keys (comma-separated, 16+ characters)",
         )
 
 

@@ -21,7 +21,7 @@ KINDS = ("batch", "predictions")
 
 class DriftGauges:
     def __init__(self, settings: Settings, metrics: Metrics, interval: float = REFRESH_SECONDS):
-        self.url, self.model_name = settings.data_db, settings.model_name
+        self.url, self.model_name = settings.data_db, settings.mlflow.model_name
         self.metrics, self.interval = metrics, interval
         self.seen: dict[str, int] = {}  # kind → id of the report the gauges show
         self._stop = threading.Event()

@@ -1,6 +1,6 @@
 """One service of the local stack, as supervisord runs it: its whole process tree as one unit.
 
-    python -m covertype.stack.tree NAME LOG -- COMMAND [ARGS...]
+    python -m covertype.stack.guard NAME LOG -- COMMAND [ARGS...]
 
 supervisord runs this guard for each service (COVERTYPE_HOME from the environment) and starts
 it again whenever it exits. The guard runs COMMAND in a session of its own and keeps the
@@ -105,7 +105,7 @@ def die_with_parent(signal_number: int = signal.SIGKILL) -> Callable[[], None]:
 
 
 class Stop(Exception):
-    """A stop signal arrived."""
+    """A stop signal arrived (control flow of the guard, not an error)."""
 
 
 class Guard:
@@ -265,7 +265,7 @@ def _alive(process: psutil.Process) -> bool:
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) < 4 or argv[2] != "--":
-        print("usage: python -m covertype.stack.tree NAME LOG -- COMMAND...", file=sys.stderr)
+        print("usage: python -m covertype.stack.guard NAME LOG -- COMMAND...", file=sys.stderr)
         return 2
     home = Path(os.environ["COVERTYPE_HOME"])
     return Guard(argv[0], Path(argv[1]), list(argv[3:]), home).run()

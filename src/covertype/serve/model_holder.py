@@ -17,7 +17,6 @@ swaps in whatever the alias points at now. Models are unpacked with skops trusti
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import os
@@ -27,12 +26,17 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from covertype import schema, tracking
-from covertype.serve.cache import ModelCache
-from covertype.serve.fast import compile_predictor
+from covertype import schema
+from covertype.errors import Unavailable
+from covertype.serve.answers import Answers
+from covertype.serve.heap import freeze_heap
+from covertype.serve.model_cache import ModelCache
+from covertype.serve.model_files import ModelLoadError, load_pipeline
+from covertype.serve.predictor_choice import compile_predictor
 from covertype.serve.records import EXAMPLE, EXAMPLE_2
-from covertype.serve.served import Answers, RegistryState, ServedModel, now
+from covertype.serve.served_model import RegistryState, ServedModel, now
 from covertype.settings import Settings
+from covertype.tracking.client import alias_missing
 
 log = logging.getLogger(__name__)
 
@@ -64,44 +68,12 @@ class NoObserver:
         pass
 
 
-class ModelLoadError(RuntimeError):
-    """A model version that cannot be served (format, files, or it fails its check)."""
-
-
-class RegistryUnreachable(RuntimeError):
+class RegistryUnreachable(Unavailable):
     """The registry did not answer (connection refused, timeout, 5xx)."""
 
 
-# ---------------------------------------------------------------- the model files
-
-
-def load_pipeline(model_dir: Path):
-    """The sklearn pipeline of an MLflow model folder, via skops with our trusted types."""
-    import skops.io
-    import yaml
-
-    from covertype.artifact import TRUSTED_TYPES, for_serving
-
-    trusted = sorted(TRUSTED_TYPES)  # what skops may instantiate: training's list, no more
-
-    try:  # MLmodel is YAML; parsed here, MLflow's client is not needed to serve a folder
-        flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise ModelLoadError(f"{model_dir} is not an MLflow sklearn model: {error}") from None
-    if flavor.get("serialization_format") != "skops":
-        raise ModelLoadError(
-            f"model is saved as {flavor.get('serialization_format')!r}; the API loads only "
-            "skops files (pickle would run whatever the file says)"
-        )
-    try:
-        pipeline = skops.io.load(model_dir / flavor["pickled_model"], trusted=trusted)
-    except Exception as error:
-        raise ModelLoadError(f"cannot load {model_dir}: {type(error).__name__}: {error}") from None
-    for_serving(pipeline)
-    return pipeline
-
-
-# ---------------------------------------------------------------- the holder
+class ModelNotReady(Unavailable):
+    """No model is loaded yet (HTTP 503, with when to ask again)."""
 
 
 class ModelHolder:
@@ -111,15 +83,15 @@ class ModelHolder:
 
     def __init__(self, settings: Settings, observer: Observer | None = None, watch: bool = True):
         self.settings = settings
-        self.name, self.alias = settings.model_name, settings.model_alias
-        self.interval = settings.serve_watch_seconds
+        self.name, self.alias = settings.mlflow.model_name, settings.mlflow.model_alias
+        self.interval = settings.serve.watch_seconds
         self.observer: Observer = observer or NoObserver()
         self.watch = watch
         self.current: ServedModel | None = None
-        self.registry = RegistryState(settings.mlflow_tracking_uri)
+        self.registry = RegistryState(settings.mlflow.tracking_uri)
         self.last_load_error: str | None = None
         self.cache = ModelCache(
-            settings.serve_model_cache_dir, self.name, self.alias, settings.mlflow_tracking_uri
+            settings.serve.model_cache_dir, self.name, self.alias, settings.mlflow.tracking_uri
         )
         self._client = None
         self._stop = threading.Event()
@@ -189,7 +161,7 @@ class ModelHolder:
             version = self._mlflow().get_model_version_by_alias(self.name, self.alias)
         except MlflowException as error:
             try:
-                missing = tracking.alias_missing(self._mlflow(), self.name, error)
+                missing = alias_missing(self._mlflow(), self.name, error)
             except Exception as asking:  # the registry went away between the two calls
                 raise RegistryUnreachable(f"{type(asking).__name__}: {_short(asking)}") from None
             if not missing:
@@ -283,8 +255,8 @@ class ModelHolder:
             mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{self.name}/{version}",
                 dst_path=str(scratch),
-                tracking_uri=self.settings.mlflow_tracking_uri,
-                registry_uri=self.settings.mlflow_tracking_uri,
+                tracking_uri=self.settings.mlflow.tracking_uri,
+                registry_uri=self.settings.mlflow.tracking_uri,
             )
             return self.cache.keep(scratch, version)
         except BaseException:
@@ -325,7 +297,7 @@ class ModelHolder:
         `cache_dir`, the version's folder) and checked, warmed up."""
         examples = [schema.validate_record(EXAMPLE), schema.validate_record(EXAMPLE_2)]
         predictor, note = compile_predictor(
-            pipeline, extra=examples, prefer=self.settings.serve_predictor, cache_dir=cache_dir
+            pipeline, extra=examples, prefer=self.settings.serve.predictor, cache_dir=cache_dir
         )
         predictor.classify_one(examples[0])  # warm up before the first request
         return ServedModel(
@@ -384,18 +356,26 @@ class ModelHolder:
 
             # MLflow's client reads these per call. No retries of its own (they back off for
             # seconds, and the lock is held meanwhile): the watcher asks again next interval.
-            timeout = math.ceil(self.settings.serve_registry_timeout_seconds)
+            timeout = math.ceil(self.settings.serve.registry_timeout_seconds)
             os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout)
             os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
             # Its tqdm bar would write non-JSON lines into the service's JSON log.
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-            uri = self.settings.mlflow_tracking_uri
+            uri = self.settings.mlflow.tracking_uri
             # models:/ downloads resolve the version through MLflow's global registry URI
             # (whatever is passed), whose default is a local SQLite file, not the server.
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
             self._client = mlflow.MlflowClient(uri, registry_uri=uri)
         return self._client
+
+    def serving(self) -> ServedModel:
+        """The model answering now; ModelNotReady saying why there is none."""
+        served = self.current
+        if served is None:
+            retry = {"Retry-After": str(math.ceil(self.interval))}
+            raise ModelNotReady(self.not_ready_reason(), headers=retry)
+        return served
 
     def not_ready_reason(self) -> str:
         state = self.registry
@@ -418,21 +398,3 @@ class ModelHolder:
 def _short(error: BaseException, limit: int = 500) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def freeze_heap() -> float:
-    """Collect once, then move every object alive to the collector's permanent generation:
-    the process's ~250k long-lived objects (the model, MLflow, pandas) are never scanned
-    again. Without it the collector's occasional full pass over them stops every request of
-    the worker for ~160 ms (measured here), the API's worst latencies. Run at each load,
-    where the previous model's cycles are freed; returns the seconds it took."""
-    started = time.perf_counter()
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    seconds = time.perf_counter() - started
-    log.info(
-        "heap frozen",
-        extra={"objects": gc.get_freeze_count(), "collect_ms": round(seconds * 1000, 1)},
-    )
-    return seconds

@@ -1,5 +1,5 @@
-"""The Monitoring tab's charts (Altair, drawn by Streamlit), from covertype.monitor.overview's
-frames: one function per chart, each given only what it draws."""
+"""The Monitoring tab's charts (Altair, drawn by Streamlit), from `monitoring_data`'s frames:
+one function per chart, each given only what it draws."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 DRIFTED = alt.Scale(domain=["drifted", "not drifted"], range=["#d62728", "#7f9fbf"])
 
 
-def rows_per_batch(frame: pd.DataFrame) -> alt.Chart:
+def rows_per_batch_chart(frame: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(frame, title="Rows collected per batch")
         .mark_bar(color="#4c78a8")
@@ -21,7 +21,7 @@ def rows_per_batch(frame: pd.DataFrame) -> alt.Chart:
     )
 
 
-def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
+def drift_share_chart(frame: pd.DataFrame) -> alt.LayerChart:
     """Share of drifted features per batch, red where the report found the batch drifted,
     with the report's threshold as a line. Each bar is labelled with its drifted features
     ("0/12"): a batch whose report found no drift would otherwise look like one without a
@@ -63,7 +63,7 @@ def drift_share(frame: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(bars, labels, line, title="Drift share per batch (dashed: drift threshold)")
 
 
-def champion_history(frame: pd.DataFrame) -> alt.LayerChart:
+def champion_history_chart(frame: pd.DataFrame) -> alt.LayerChart:
     """Each registered version's holdout macro F1, filled where the gate promoted it, the
     current champion ringed."""
     data = frame.assign(
@@ -97,7 +97,7 @@ def champion_history(frame: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(points, ring, labels, title="Champion history: holdout macro F1 per version")
 
 
-def accuracy_before_after(frame: pd.DataFrame) -> alt.Chart:
+def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(
             frame,
@@ -119,7 +119,7 @@ def accuracy_before_after(frame: pd.DataFrame) -> alt.Chart:
     )
 
 
-def traffic(frame: pd.DataFrame, measure: str) -> alt.Chart:
+def traffic_chart(frame: pd.DataFrame, measure: str) -> alt.Chart:
     data = frame[frame["measure"] == measure]
     return (
         alt.Chart(data, title=f"{measure}, last 15 minutes")

@@ -43,8 +43,8 @@ class PredictionLog:
 
     def __init__(self, settings: Settings, metrics: Metrics):
         self.url = settings.data_db
-        self.capacity = settings.prediction_log_queue
-        self.interval = settings.prediction_log_flush_seconds
+        self.capacity = settings.serve.prediction_log_queue
+        self.interval = settings.serve.prediction_log_flush_seconds
         self.metrics = metrics
         self.queue: deque = deque()
         self.dropped = 0

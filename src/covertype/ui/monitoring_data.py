@@ -1,7 +1,7 @@
 """What the UI's Monitoring tab draws, as DataFrames, each from where it lives: rows per
 batch and the batch drift reports from the data DB, the champion history from the MLflow
-registry, request rate and latency from Prometheus. Each reader raises Unavailable with a
-sentence for the page when its source cannot answer, so the tab shows the rest."""
+registry, request rate and latency from Prometheus. Each reader raises SourceUnavailable
+with a sentence for the page when its source cannot answer, so the tab shows the rest."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from covertype.errors import Unavailable
 from covertype.settings import Settings
 
 
-class Unavailable(Exception):
+class SourceUnavailable(Unavailable):
     """A source of the tab did not answer; the message says which and why."""
 
 
@@ -37,7 +38,7 @@ def _rows(settings: Settings, what: str, query) -> list:
         with engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
     except Exception as error:
-        raise Unavailable(
+        raise SourceUnavailable(
             f"{what} come from the data DB ({db_name(settings)}), which did not answer "
             f"({type(error).__name__})."
         ) from None
@@ -80,7 +81,7 @@ def batch_drift(settings: Settings) -> pd.DataFrame:
     table = db.drift_reports
     query = sa.select(*(table.c[c] for c in DRIFT_COLUMNS), table.c.id).where(
         table.c.kind == "batch",
-        table.c.model_name == settings.model_name,
+        table.c.model_name == settings.mlflow.model_name,
         table.c.computed.is_(True),
     )
     rows = _rows(settings, "Drift reports", query.order_by(table.c.id))
@@ -105,17 +106,19 @@ def champion_history(settings: Settings) -> pd.DataFrame:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow import MlflowClient
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.tracking_uri)
     try:
-        versions = client.search_model_versions(f"name = '{settings.model_name}'")
+        versions = client.search_model_versions(f"name = '{settings.mlflow.model_name}'")
         try:
-            current = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+            current = client.get_model_version_by_alias(
+                settings.mlflow.model_name, settings.mlflow.model_alias
+            )
             current_version = current.version
         except Exception:  # no alias yet
             current_version = None
     except Exception as error:
-        raise Unavailable(
-            f"The champion history comes from MLflow at {settings.mlflow_tracking_uri}, which "
+        raise SourceUnavailable(
+            f"The champion history comes from MLflow at {settings.mlflow.tracking_uri}, which "
             f"did not answer ({type(error).__name__})."
         ) from None
     rows = []
@@ -170,8 +173,8 @@ TRAFFIC_QUERIES = {
 def traffic(settings: Settings, minutes: int = 15, now: float | None = None) -> pd.DataFrame:
     """The inference API's request rate and p50/p99 latency per prediction endpoint over the
     last minutes, from Prometheus (every replica's /metrics): time, endpoint, measure, value."""
-    if not settings.prometheus_url:
-        raise Unavailable(
+    if not settings.prometheus.url:
+        raise SourceUnavailable(
             "Request rate and latency come from Prometheus, and this deployment has none "
             "(COVERTYPE_PROMETHEUS_URL is unset; `covertype up` runs one when the `prometheus` "
             "binary is on PATH). The API's own numbers: its /metrics."
@@ -182,15 +185,15 @@ def traffic(settings: Settings, minutes: int = 15, now: float | None = None) -> 
     for measure, query in TRAFFIC_QUERIES.items():
         try:
             answer = httpx.get(
-                f"{settings.prometheus_url}/api/v1/query_range",
+                f"{settings.prometheus.url}/api/v1/query_range",
                 params={"query": query, "start": end - minutes * 60, "end": end, "step": step},
                 timeout=10,
             )
             answer.raise_for_status()
             result = answer.json()["data"]["result"]
         except (httpx.HTTPError, KeyError, ValueError) as error:
-            raise Unavailable(
-                f"Prometheus at {settings.prometheus_url} did not answer ({type(error).__name__})."
+            raise SourceUnavailable(
+                f"Prometheus at {settings.prometheus.url} did not answer ({type(error).__name__})."
             ) from None
         for series in result:
             points = pd.DataFrame(series["values"], columns=["time", "value"])
