@@ -1,9 +1,7 @@
-"""The deployment files read as data, for the deploy tests of both layers.
-
-Compose services (their environment, command and compose's interpolation), Dockerfile
-instructions by stage, the Kubernetes objects of the kustomization, the routes the services
-serve (from their app factories, in-process) and `--help` runs of the commands they start.
-"""
+"""The deployment files as data, for the deploy tests of both layers: compose services (their
+environment, command, compose's interpolation), the objects `kubectl kustomize` renders,
+Dockerfile instructions by stage, the settings a container sees (by environment variable),
+the routes the apps serve and `--help` runs of the commands the services start."""
 
 from __future__ import annotations
 
@@ -13,17 +11,18 @@ import functools
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 import pytest
 import yaml
 
-from covertype.settings import Settings, env_name
+from covertype.settings import Settings, variables
 from tests.support.environment import REPO
 
 ROOT = REPO
@@ -33,25 +32,31 @@ MAIN_COMPOSE = ROOT / "docker-compose.yaml"
 LOCUST_COMPOSE = ROOT / "docker-compose-locust.yaml"
 COMPOSE_FILES = [MAIN_COMPOSE, LOCUST_COMPOSE]
 K8S = ROOT / "deploy/k8s"
-
-SETTINGS_ENV = {env_name(field): field for field in Settings.model_fields}
-# Ports the infrastructure services listen on (their images' defaults).
-INFRA_PORTS = {
-    "mysql": 3306, "postgres": 5432, "redis": 6379, "minio": 9000, "prometheus": 9090,
-    "grafana": 3000,
-}  # fmt: skip
+KUSTOMIZATIONS = [K8S, ROOT / "deploy/monitoring"]
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY")
 # Checks run at once: each is a Python start-up, mostly CPU (Airflow's takes seconds).
 PARALLEL = max(2, os.cpu_count() or 1)
-T = TypeVar("T")
 
 
 def load_yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
 
-def load_all_yaml(path: Path) -> list:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+# ---------------------------------------------------------------- settings, by variable name
+
+# The one place that knows how Settings holds them: the tests name a setting by its environment
+# variable, which stays when the fields move or are renamed.
+SETTINGS_ENV = {variable.env: variable.path for variable in variables()}
+
+
+def settings_of(env: Mapping[str, str]) -> Settings:
+    """The Settings of a process whose environment is `env` alone (compose values interpolated)."""
+    return Settings.from_env({name: interpolate(value) for name, value in env.items()})
+
+
+def setting(name: str, env: Mapping[str, str] | None = None):
+    """The setting of environment variable `name` in such a process (no `env`: its default)."""
+    return functools.reduce(getattr, SETTINGS_ENV[name].split("."), settings_of(env or {}))
 
 
 # ---------------------------------------------------------------- compose
@@ -59,10 +64,7 @@ def load_all_yaml(path: Path) -> list:
 
 def compose_services() -> dict[str, dict]:
     """The services of both compose files, by name."""
-    services = {}
-    for path in COMPOSE_FILES:
-        services |= load_yaml(path)["services"]
-    return services
+    return {name: s for path in COMPOSE_FILES for name, s in load_yaml(path)["services"].items()}
 
 
 _REFERENCE = re.compile(
@@ -105,17 +107,16 @@ def interpolate(text: str, env: dict[str, str] | None = None, *, strict: bool = 
 def interpolate_tree(obj, env: dict[str, str]):
     """A compose file's every string interpolated strictly with `env` (compose's .env), as
     `docker compose config` does before anything starts."""
-    if isinstance(obj, dict):
-        return {key: interpolate_tree(value, env) for key, value in obj.items()}
-    if isinstance(obj, list):
-        return [interpolate_tree(value, env) for value in obj]
+    if isinstance(obj, dict | list):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        done = {key: interpolate_tree(value, env) for key, value in items}
+        return done if isinstance(obj, dict) else list(done.values())
     return interpolate(obj, env, strict=True) if isinstance(obj, str) else obj
 
 
 def environment(service: dict) -> dict[str, str]:
     env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
+    env = dict(item.split("=", 1) for item in env) if isinstance(env, list) else env
     return {key: "" if value is None else str(value) for key, value in env.items()}
 
 
@@ -133,38 +134,11 @@ def run_argv(service: dict) -> list[str]:
 
 
 def project_services(services: dict) -> dict[str, dict]:
-    return _of_image(services, "${COVERTYPE_IMAGE")
+    return {n: s for n, s in services.items() if s["image"].startswith("${COVERTYPE_IMAGE")}
 
 
 def airflow_services(services: dict) -> dict[str, dict]:
-    return _of_image(services, "${COVERTYPE_AIRFLOW_IMAGE")
-
-
-def _of_image(services: dict, prefix: str) -> dict[str, dict]:
-    return {name: s for name, s in services.items() if s.get("image", "").startswith(prefix)}
-
-
-def settings_of(service: dict) -> Settings:
-    """The Settings a service's container would see (its environment, interpolated)."""
-    values = {}
-    for key, value in environment(service).items():
-        if key in SETTINGS_ENV:
-            values[SETTINGS_ENV[key]] = interpolate(value)
-    return Settings(_env_file=None, **values)
-
-
-def listening_port(name: str, service: dict) -> int | None:
-    """The port a service's process listens on in its container."""
-    if name in INFRA_PORTS:
-        return INFRA_PORTS[name]
-    if name == "api-gateway":
-        return 8085
-    settings = settings_of(service)
-    ports = ("source_port", "mlflow_port", "serve_port", "ui_port", "airflow_port", "locust_port")
-    for field in ports:
-        if env_name(field) in environment(service):
-            return getattr(settings, field)
-    return None
+    return {n: s for n, s in services.items() if s["image"].startswith("${COVERTYPE_AIRFLOW_")}
 
 
 def healthcheck_url(service: dict) -> SplitResult:
@@ -173,51 +147,58 @@ def healthcheck_url(service: dict) -> SplitResult:
     return urlsplit(url)
 
 
-def tracked_files() -> list[Path]:
-    """The repository's files as git has them (none outside a git checkout)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout: " + listed.stderr.strip())
-    return [ROOT / name for name in listed.stdout.split("\0") if name]
+# ---------------------------------------------------------------- Kubernetes, as rendered
 
 
-def git_ignored(path: Path) -> bool:
-    checked = subprocess.run(
-        ["git", "check-ignore", "-q", str(path.relative_to(ROOT))], cwd=ROOT, check=False
-    )
-    return checked.returncode == 0
+@functools.cache
+def rendered(folder: Path = K8S) -> list[dict]:
+    """What `kubectl apply -k folder` applies, built by kubectl's Kustomize from a copy of
+    deploy/ whose git-ignored secret env files are their *.example (placeholders only)."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is missing: apt-get install -y kubectl (scripts/test.sh does)"
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "deploy"
+        shutil.copytree(ROOT / "deploy", copy)
+        for example in copy.glob("k8s/*.env.example"):
+            shutil.copyfile(example, example.with_suffix(""))
+        command = [kubectl, "kustomize", str(copy / folder.relative_to(ROOT / "deploy"))]
+        built = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+def by_kind(kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in rendered() if o["kind"] == kind}
+
+
+def pods() -> dict[str, dict]:
+    """The pod spec of every workload (whatever has a pod template), by workload name."""
+    return {o["metadata"]["name"]: t["spec"] for o in rendered() if (t := dig(o, "spec.template"))}
+
+
+def containers(pod: dict) -> list[dict]:
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def dig(obj, dotted: str):
+    for key in dotted.split("."):
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
 
 
 # ---------------------------------------------------------------- Dockerfiles
 
-
-@dataclass
-class Instruction:
-    keyword: str
-    args: str
-    stage: int
+Instruction = namedtuple("Instruction", "keyword args stage")
 
 
 def dockerfile(path: Path) -> list[Instruction]:
     """A Dockerfile's instructions (continuations joined, comments dropped), by stage."""
-    joined, current = [], ""
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        joined.append(current + stripped)
-        current = ""
+    text = re.sub(r"\\\n", " ", re.sub(r"^\s*#.*\n", "", path.read_text(), flags=re.M))
     instructions, stage = [], -1
-    for text in joined:
-        keyword, _, args = text.partition(" ")
-        if keyword.upper() == "FROM":
-            stage += 1
-        instructions.append(Instruction(keyword.upper(), args.strip(), stage))
+    for line in filter(None, (line.strip() for line in text.splitlines())):
+        keyword, _, args = line.partition(" ")
+        stage += keyword.upper() == "FROM"
+        instructions.append(Instruction(keyword.upper(), " ".join(args.split()), stage))
     return instructions
 
 
@@ -230,106 +211,43 @@ def from_image(instructions: list[Instruction], stage: int) -> str:
     """A stage's base image, ARG defaults substituted."""
     args = dict(i.args.split("=", 1) for i in instructions if i.keyword == "ARG" and i.stage == -1)
     line = next(i.args for i in instructions if i.keyword == "FROM" and i.stage == stage)
-    image = line.split()[0]
-    return re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], image)
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], line.split()[0])
 
 
 def pins(path: Path) -> dict[str, str]:
-    text = path.read_text()
-    return {
-        name.lower(): version for name, version in re.findall(r"^([\w.\-]+)==(\S+)", text, re.M)
-    }
+    return {n.lower(): v for n, v in re.findall(r"^([\w.\-]+)==(\S+)", path.read_text(), re.M)}
 
 
-# ---------------------------------------------------------------- Kubernetes
+# ---------------------------------------------------------------- what the apps serve
 
 
-def k8s_objects() -> list[dict]:
-    kustomization = load_yaml(K8S / "kustomization.yaml")
-    objects = []
-    for resource in kustomization["resources"]:
-        if (K8S / resource).is_file():  # a folder is a kustomization of generated ConfigMaps
-            objects += load_all_yaml(K8S / resource)
-    return objects
+def served_routes(home: Path) -> dict[str, set[str]]:
+    """The GET routes of the project's apps: both APIs' OpenAPI documents (the inference API
+    as deployed, logins on, its registry unreachable: the document needs no model), MLflow's
+    HEALTH_ENDPOINTS (read from its source: importing mlflow.server is slow), Streamlit's."""
+    from streamlit.web.server.starlette.starlette_routes import ROUTE_HEALTH
 
+    from covertype.serve import create_app as inference_api
+    from covertype.source import create_app as source_api
 
-def by_kind(kind: str) -> dict[str, dict]:
-    return {o["metadata"]["name"]: o for o in k8s_objects() if o["kind"] == kind}
+    def gets(app) -> set[str]:
+        return {path for path, methods in app.openapi()["paths"].items() if "get" in methods}
 
-
-def env_file_keys(path: Path) -> set[str]:
-    return set(re.findall(r"^([A-Za-z][\w.-]*)=", path.read_text(), re.M))
-
-
-def dig(obj, dotted: str):
-    for key in dotted.split("."):
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-
-# ---------------------------------------------------------------- what the services serve
-
-
-@dataclass
-class ServedPaths:
-    """OpenAPI paths and their methods of our two APIs, from their app factories."""
-
-    inference_api: dict[str, set[str]]
-    source_api: dict[str, set[str]]
-
-    def health_paths(self) -> dict[str, set[str]]:
-        """GET paths each service really serves, by compose service name (Airflow's apart:
-        reading them imports Airflow, which the integration layer does in a child process)."""
-        from streamlit.web.server.starlette.starlette_routes import ROUTE_HEALTH
-
-        return {
-            "api": _gets(self.inference_api),
-            "api-gateway": _gets(self.inference_api),  # proxies everything to api
-            "source": _gets(self.source_api),
-            "mlflow": mlflow_health_endpoints(),
-            "ui": {"/" + ROUTE_HEALTH.lstrip("/")},
-        }
-
-
-def served_paths(home: Path) -> ServedPaths:
-    """Both APIs' OpenAPI documents; the inference API's with the registry unreachable (the
-    document needs no model)."""
-    from covertype.serve import create_app as create_inference_api
-    from covertype.source import create_app as create_source_api
-
-    with pytest.MonkeyPatch.context() as mp:
-        # create_app sets MLflow's HTTP options in os.environ; restored after.
+    with pytest.MonkeyPatch.context() as mp:  # create_app sets MLflow's HTTP options
         for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
             mp.setenv(name, os.environ.get(name, "0"))
-        serve = Settings(
-            _env_file=None,
-            home=home / "serve",
-            mlflow_tracking_uri="http://127.0.0.1:9",
-            api_keys="served-paths-key-0123456789",  # the app as deployed: logins on
-        )
-        inference = create_inference_api(serve).openapi()
-    source = create_source_api(Settings(_env_file=None, home=home / "source")).openapi()
-    return ServedPaths(_methods(inference), _methods(source))
-
-
-def _methods(document: dict) -> dict[str, set[str]]:
-    return {path: set(methods) for path, methods in document["paths"].items()}
-
-
-def _gets(paths: dict[str, set[str]]) -> set[str]:
-    return {path for path, methods in paths.items() if "get" in methods}
-
-
-def mlflow_health_endpoints() -> set[str]:
-    """MLflow's HEALTH_ENDPOINTS, read from its source (importing mlflow.server is slow)."""
-    spec = importlib.util.find_spec("mlflow")
-    source = Path(spec.origin).parent / "server/security_utils.py"
-    for node in ast.parse(source.read_text()).body:
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "HEALTH_ENDPOINTS":
-            return set(ast.literal_eval(node.value))
-    raise AssertionError(f"no HEALTH_ENDPOINTS in {source}")
+        serve = {"COVERTYPE_HOME": str(home / "serve"), "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+        keys = {"COVERTYPE_AUTH": "on", "COVERTYPE_API_KEYS": "served-paths-key-0123456789"}
+        inference = gets(inference_api(settings_of(serve | keys)))
+    source = gets(source_api(settings_of({"COVERTYPE_HOME": str(home / "source")})))
+    mlflow = Path(importlib.util.find_spec("mlflow").origin).parent / "server/security_utils.py"
+    [health] = [
+        ast.literal_eval(node.value)
+        for node in ast.parse(mlflow.read_text()).body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "HEALTH_ENDPOINTS"
+    ]
+    ui = {"/" + ROUTE_HEALTH.lstrip("/")}
+    return {"inference": inference, "source": source, "mlflow": set(health), "ui": ui}
 
 
 # ---------------------------------------------------------------- commands, with --help
@@ -346,25 +264,19 @@ def run_help(
     """`args --help` with args[0] taken from `bin_dir`: exit 0 means every subcommand and
     option in `args` exists (argparse and click reject unknown ones before printing help).
     `env` defaults to help_env(home)."""
-    program = bin_dir / args[0]
+    command = [str(bin_dir / args[0]), *args[1:], "--help"]
+    env = help_env(home) if env is None else env
     return subprocess.run(
-        [str(program), *args[1:], "--help"],
-        env=help_env(home) if env is None else env,
-        cwd=home.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        command, env=env, cwd=home.parent, capture_output=True, text=True, timeout=120
     )
 
 
-def run_helps(
-    commands: Sequence[Sequence[str]], bin_dir: Path, home: Path
-) -> list[subprocess.CompletedProcess]:
+def run_helps(commands: Sequence[Sequence[str]], bin_dir: Path, home: Path) -> list:
     """run_help of each command, PARALLEL at a time; results in the order of `commands`."""
     return run_at_once([functools.partial(run_help, args, bin_dir, home) for args in commands])
 
 
-def run_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
+def run_at_once(calls: Sequence[Callable]) -> list:
     """Each call in a thread, PARALLEL at a time; results in the order of `calls`."""
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
         return list(pool.map(lambda call: call(), calls))

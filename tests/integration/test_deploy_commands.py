@@ -1,8 +1,8 @@
 """What the deployment runs, run: every covertype command of compose and Kubernetes and the
 MLflow server line with `--help` from this venv, Airflow's health routes read from the
 installed Airflow, the MySQL init script and the MinIO job executed with stand-ins for the
-tools of their images. The files themselves are checked in tests/unit (test_compose.py,
-test_k8s.py)."""
+tools of their images. The files themselves are checked in tests/unit (test_deploy_contracts.py,
+test_deploy_validators.py)."""
 
 from __future__ import annotations
 
@@ -15,20 +15,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from covertype import tracking
+from covertype.tracking.server import server_command
 from tests.deploy_files import (
     ROOT,
     argv,
-    by_kind,
     compose_services,
+    containers,
     environment,
     healthcheck_url,
     help_env,
     interpolate,
-    listening_port,
+    pods,
     project_services,
     references,
     run_helps,
+    setting,
     settings_of,
 )
 from tests.support.environment import BIN
@@ -77,7 +78,7 @@ def test_project_services_run_covertype_commands_that_exist(all_services, tmp_pa
 
 def test_mlflow_service_command_has_only_options_this_mlflow_knows(all_services, tmp_path):
     # The same `mlflow server ...` line with --help: every option exists in this MLflow.
-    command = tracking.server_command(settings_of(all_services["mlflow"]))
+    command = server_command(settings_of(environment(all_services["mlflow"])))
     result = subprocess.run(
         [*command, "--help"], env=help_env(tmp_path), capture_output=True, text=True, timeout=120
     )
@@ -85,15 +86,15 @@ def test_mlflow_service_command_has_only_options_this_mlflow_knows(all_services,
 
 
 def test_kubernetes_containers_run_covertype_commands_that_exist(tmp_path):
-    containers = [
+    ours = [  # (Prometheus and Grafana run their images' own)
         (name, container)
-        for name, deployment in by_kind("Deployment").items()
-        for container in deployment["spec"]["template"]["spec"]["containers"]
-        if container["image"] == "covertype"  # Prometheus and Grafana run their images' own
+        for name, pod in pods().items()
+        for container in containers(pod)
+        if container["image"].startswith("covertype:")
     ]
-    assert {"source", "mlflow", "api", "ui"} <= {name for name, _ in containers}
-    results = run_helps([c["command"] for _, c in containers], BIN, tmp_path / "home")
-    for (name, _), result in zip(containers, results, strict=True):
+    assert {"source", "mlflow", "api", "ui"} <= {name for name, _ in ours}
+    results = run_helps([c["command"] for _, c in ours], BIN, tmp_path / "home")
+    for (name, _), result in zip(ours, results, strict=True):
         assert result.returncode == 0, f"{name}: {result.stderr}"
 
 
@@ -105,7 +106,7 @@ def test_airflow_healthcheck_probes_the_port_and_a_path_the_apiserver_serves(
 ):
     name, paths = "airflow-apiserver", set(airflow_health["routes"])
     url = healthcheck_url(all_services[name])
-    assert url.port == listening_port(name, all_services[name]), name
+    assert url.port == setting("COVERTYPE_AIRFLOW_PORT", environment(all_services[name])), name
     assert url.path in paths, f"{name}'s healthcheck asks {url.path}, not one of {paths}"
 
 
@@ -153,7 +154,9 @@ def test_minio_job_makes_the_bucket_and_a_user_limited_to_it(all_services, tmp_p
     assert job["entrypoint"] == ["/bin/sh", "/deploy/create-bucket.sh"]
     assert "./deploy/minio/create-bucket.sh:/deploy/create-bucket.sh:ro" in job["volumes"]
     bucket = interpolate(environment(job)["BUCKET"])
-    destination = settings_of(all_services["mlflow"]).mlflow_artifacts_destination
+    destination = setting(
+        "COVERTYPE_MLFLOW_ARTIFACTS_DESTINATION", environment(all_services["mlflow"])
+    )
     assert destination == f"s3://{bucket}/"
     # `mc` stubbed: record its calls and the policy it is given.
     (tmp_path / "bin").mkdir()
