@@ -39,7 +39,8 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     COVERTYPE_HOME=/var/lib/covertype
-USER covertype
+# By number: Kubernetes' runAsNonRoot can only check a numeric user (deploy/k8s runs 10001).
+USER 10001:10001
 WORKDIR /home/covertype
 # source 8087, MLflow 8084, inference API 8085, UI 8086, Locust 8089
 EXPOSE 8084 8085 8086 8087 8089

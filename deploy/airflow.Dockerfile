@@ -11,12 +11,14 @@
 FROM apache/airflow:3.3.2-python3.11
 
 # LightGBM (training tasks) needs the OpenMP runtime.
-USER root
+USER 0
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
-USER airflow
+# The image's user airflow (50000, group 0), by number: Kubernetes' runAsNonRoot can only
+# check a numeric user.
+USER 50000:0
 
 COPY --chown=airflow:0 requirements-runtime.lock /tmp/covertype/
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/covertype/requirements-runtime.lock
