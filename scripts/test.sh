@@ -12,11 +12,13 @@ if [ -z "${COVERTYPE_SOURCE_DATA:-}" ] && [ -f "$shared" ]; then
 fi
 
 # Debian packages some tests need: chromium and chromium-driver (the UI screenshots),
-# prometheus (promtool checks the alert rules and configs; `covertype up` runs Prometheus).
+# prometheus (promtool checks the alert rules and configs; `covertype up` runs Prometheus),
+# kubectl (its Kustomize renders deploy/k8s for the manifest tests).
 missing=()
 command -v chromium > /dev/null && command -v chromedriver > /dev/null \
   || missing+=(chromium chromium-driver)
 command -v promtool > /dev/null && command -v prometheus > /dev/null || missing+=(prometheus)
+command -v kubectl > /dev/null || missing+=(kubectl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
     echo "test.sh: installing Debian's ${missing[*]}" >&2
