@@ -30,8 +30,9 @@ class Encoder:
         self.width = sum(s.stop - s.start for s in encode.output_indices_.values())
         # (output columns, input columns in NUMERIC_OUT, mean or None, scale or None)
         self.numeric: list[tuple[slice, np.ndarray | slice, np.ndarray | None, object]] = []
-        self.ordinal: list[tuple[int, int, dict[str, float]]] = []  # (column, field, codes)
-        self.onehot: list[tuple[int, dict[str, int]]] = []  # (field, column of each value)
+        # Keyed by a category's text, looked up with a record's value (an `object` in Record).
+        self.ordinal: list[tuple[int, int, dict[object, float]]] = []  # (column, field, codes)
+        self.onehot: list[tuple[int, dict[object, int]]] = []  # (field, column of each value)
         for name, step, columns in encode.transformers_:
             out = encode.output_indices_[name]
             if _is_drop(step) or out.stop == out.start:
@@ -53,8 +54,8 @@ class Encoder:
         a derived feature splits evenly over the fields it is made of)."""
         shares = np.zeros((self.width, len(schema.FEATURES)))
         field = {name: i for i, name in enumerate(schema.FEATURES)}
-        for columns, source, _, _ in self.numeric:
-            names = np.array(features.NUMERIC_OUT)[source]
+        for columns, inputs, _, _ in self.numeric:
+            names = np.array(features.NUMERIC_OUT)[inputs]
             for column, name in zip(range(columns.start, columns.stop), names, strict=True):
                 made_of = features.MADE_OF.get(str(name), (str(name),))
                 shares[column, [field[f] for f in made_of]] = 1 / len(made_of)
@@ -68,7 +69,9 @@ class Encoder:
         if getattr(step, "_infrequent_enabled", False):
             raise Unsupported("ordinal encoder groups infrequent categories")
         for j, column in enumerate(columns):
-            codes = {str(v): float(k) for k, v in enumerate(step.categories_[j])}
+            codes: dict[object, float] = {
+                str(v): float(k) for k, v in enumerate(step.categories_[j])
+            }
             self.ordinal.append((out.start + j, _categorical_source(column), codes))
 
     def _add_onehot(self, step, columns: list[str], out: slice) -> None:

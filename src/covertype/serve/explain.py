@@ -36,6 +36,7 @@ def explain(predictor: Predictor, family: str | None, record: dict, version: str
         )
     matrix = predictor.encode((record,))
     label, proba = predictor.classify_one(record)
+    assert proba is not None  # LightGBMModel.predict_proba always gives them
     column = int(np.flatnonzero(model.classes == label)[0])
     values = model.contributions(matrix)[0]
     values = values[column] if len(values) > 1 else values[0] * (1 if column else -1)

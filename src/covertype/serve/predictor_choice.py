@@ -74,8 +74,11 @@ def disagreement(
         return "one-row predictions differ from the pipeline's"
     if (proba is None) != (many_proba is None):
         return "probabilities: one of the pipeline and the fast path has none"
-    if proba is not None:
-        ones = np.vstack([p for _, p in single])
+    if proba is not None and many_proba is not None:
+        single_proba = [p for _, p in single if p is not None]
+        if len(single_proba) != len(single):
+            return "probabilities: one of the pipeline and the fast path has none"
+        ones = np.vstack(single_proba)
         gap = max(np.abs(many_proba - proba).max(), np.abs(ones - proba[: len(ones)]).max())
         if gap > tolerance:
             rows = int((np.abs(many_proba - proba) > tolerance).any(axis=1).sum())

@@ -26,7 +26,8 @@ N_CLASSES = len(schema.COVER_TYPE_NAMES)
 
 
 class Predictor(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str: ...  # "pipeline", "fast" or "onnx"
 
     def classify_one(self, record: Record) -> tuple[int, np.ndarray | None]: ...
 
@@ -53,12 +54,12 @@ def records_frame(records: Sequence[Record]) -> pd.DataFrame:
 
 
 class _Labels:
-    """predict_one / predict_many: the classes alone."""
+    """predict_one / predict_many: the classes alone (a mixin of Predictors)."""
 
-    def predict_one(self, record: Record) -> int:
+    def predict_one(self: Predictor, record: Record) -> int:
         return self.classify_one(record)[0]
 
-    def predict_many(self, records: Sequence[Record]) -> list[int]:
+    def predict_many(self: Predictor, records: Sequence[Record]) -> list[int]:
         return self.classify_many(records)[0]
 
 
