@@ -90,7 +90,9 @@ class RequestContext:
         request_id = _request_id(scope["headers"])
         token = REQUEST_ID.set(request_id)
         slot: list = []
-        answered_token = ANSWERED.set(slot) if self.predictions is not None else None
+        predictions = self.predictions  # a local: None-checked once, read once per answer
+        if predictions is not None:
+            answered_token = ANSWERED.set(slot)
         id_header = (b"x-request-id", request_id.encode())
         status = 0
 
@@ -116,9 +118,9 @@ class RequestContext:
             path = scope["path"]
             endpoint = path if path in ENDPOINTS else "other"
             self.metrics.observe_request(endpoint, scope["method"], status, seconds)
-            if answered_token is not None:
+            if predictions is not None:
                 for records, labels, version in slot:  # the route's answers, now timed
-                    self.predictions.add(records, labels, version, seconds * 1000, request_id)
+                    predictions.add(records, labels, version, seconds * 1000, request_id)
                 ANSWERED.reset(answered_token)
             if status >= self.log_from:
                 access_log.info(
@@ -218,8 +220,9 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
         RequestContext, metrics=metrics, access=settings.serve.access_log, predictions=predictions
     )
     # One handler of the platform's errors; FastAPI's own validation errors answered the same.
-    app.add_exception_handler(CovertypeError, error_response)
-    app.add_exception_handler(RequestValidationError, invalid)
+    # (Starlette types a handler as taking any Exception, not the class it is registered for.)
+    app.add_exception_handler(CovertypeError, error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
     include_routes(app, settings.serve.max_batch)
     return app
 
@@ -232,7 +235,7 @@ def _document_keys(app: FastAPI) -> None:
             app.openapi_schema = api_keys.document(generate())
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 # ---------------------------------------------------------------- the server

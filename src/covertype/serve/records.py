@@ -68,19 +68,25 @@ def _numeric_field(field: schema.IntField) -> tuple[type, Any]:
     return int, Field(ge=field.low, le=field.high, description=f"{field.allowed}")
 
 
+# The fields as one dict of Any, for mypy: it checks the values of a `**` against every
+# keyword of create_model (`__base__`, `__doc__`...), and a Literal of the schema's tuples
+# is no type it knows.
+_FIELDS: dict[str, Any] = {
+    **{f.name: _numeric_field(f) for f in schema.NUMERIC_FIELDS},
+    "Wilderness_Area": (
+        Literal[schema.WILDERNESS_AREAS],
+        Field(description=schema.WILDERNESS_ALLOWED),
+    ),
+    "Soil_Type": (
+        Literal[schema.SOIL_TYPES],
+        Field(description=schema.SOIL_ALLOWED + " (normalised to the C-code)"),
+    ),
+}
 Record = create_model(
     "Record",
     __base__=_RecordBase,
     __doc__="One forest cell: the 12 features (field names and order as the data source's).",
-    **{f.name: _numeric_field(f) for f in schema.NUMERIC_FIELDS},
-    Wilderness_Area=(
-        Literal[schema.WILDERNESS_AREAS],  # type: ignore[valid-type]
-        Field(description=schema.WILDERNESS_ALLOWED),
-    ),
-    Soil_Type=(
-        Literal[schema.SOIL_TYPES],  # type: ignore[valid-type]
-        Field(description=schema.SOIL_ALLOWED + " (normalised to the C-code)"),
-    ),
+    **_FIELDS,
 )
 RECORDS = TypeAdapter(list[Record])
 

@@ -76,8 +76,12 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 # ---------------------------------------------------------------- documented answers
 
-UNAVAILABLE = {503: {"model": Detail, "description": "No model loaded yet"}}
-INVALID = {422: {"model": Problems, "description": "Bad record(s): each bad field named"}}
+Responses = dict[int | str, dict[str, Any]]  # a route's documented answers, as FastAPI takes them
+
+UNAVAILABLE: Responses = {503: {"model": Detail, "description": "No model loaded yet"}}
+INVALID: Responses = {
+    422: {"model": Problems, "description": "Bad record(s): each bad field named"}
+}
 ONE_EXAMPLE = {
     "first real row": {"summary": "The first row of covtype (class 0)", "value": EXAMPLE}
 }
@@ -118,7 +122,9 @@ async def invalid(request: Request, error: RequestValidationError) -> JSONRespon
 router = APIRouter()
 
 
-UNREADABLE = {400: {"model": Detail, "description": "The body cannot be read (not UTF-8)"}}
+UNREADABLE: Responses = {
+    400: {"model": Detail, "description": "The body cannot be read (not UTF-8)"}
+}
 
 
 @router.post(
