@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from covertype.serve.metrics import Metrics
 from covertype.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ class DriftGauges:
         self.seen: dict[str, int] = {}  # kind → id of the report the gauges show
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._engine = None
+        self._engine: Engine | None = None  # made by the first refresh
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="drift-gauges", daemon=True)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from covertype import schema
 from covertype.errors import Unavailable
@@ -36,7 +35,10 @@ from covertype.serve.predictor_choice import compile_predictor
 from covertype.serve.records import EXAMPLE, EXAMPLE_2
 from covertype.serve.served_model import RegistryState, ServedModel, now
 from covertype.settings import Settings
-from covertype.tracking.client import alias_missing
+from covertype.tracking.client import alias_missing, registry_client
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class ModelHolder:
         self.cache = ModelCache(
             settings.serve.model_cache_dir, self.name, self.alias, settings.mlflow.tracking_uri
         )
-        self._client = None
+        self._client: MlflowClient | None = None  # made at the first registry check
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one load at a time (start-up, watcher, serve_pipeline)
@@ -350,23 +352,9 @@ class ModelHolder:
 
     # ------------------------------------------------------------ helpers
 
-    def _mlflow(self):
+    def _mlflow(self) -> MlflowClient:
         if self._client is None:
-            import mlflow
-
-            # MLflow's client reads these per call. No retries of its own (they back off for
-            # seconds, and the lock is held meanwhile): the watcher asks again next interval.
-            timeout = math.ceil(self.settings.serve.registry_timeout_seconds)
-            os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout)
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-            # Its tqdm bar would write non-JSON lines into the service's JSON log.
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-            uri = self.settings.mlflow.tracking_uri
-            # models:/ downloads resolve the version through MLflow's global registry URI
-            # (whatever is passed), whose default is a local SQLite file, not the server.
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_registry_uri(uri)
-            self._client = mlflow.MlflowClient(uri, registry_uri=uri)
+            self._client = registry_client(self.settings)
         return self._client
 
     def serving(self) -> ServedModel:

@@ -19,9 +19,13 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from covertype.serve.metrics import Metrics
 from covertype.settings import Settings, safe_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class PredictionLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._engine = None
+        self._engine: Engine | None = None  # made by the writer's first flush
 
     # ------------------------------------------------------------ the request's side
 

@@ -4,11 +4,17 @@ missing alias looks like through MLflow's auth."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
+from typing import TYPE_CHECKING
 
 from covertype.errors import Unavailable
 from covertype.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +26,7 @@ class TrackingUnreachable(Unavailable):
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 
 
-def alias_missing(client, name: str, error) -> bool:
+def alias_missing(client: MlflowClient, name: str, error: MlflowException) -> bool:
     """Whether `error` (an MlflowException of an alias lookup of model `name`) means there
     is no such model or alias yet. MLflow's auth (3.17) answers a non-admin's lookup of an
     alias of a model that does not exist with 403 "Permission denied", not 404: then the
@@ -38,7 +44,27 @@ def alias_missing(client, name: str, error) -> bool:
     return False
 
 
-def connect(settings: Settings):
+def registry_client(settings: Settings) -> MlflowClient:
+    """An MlflowClient of the registry for a server that asks it on its own schedule (the
+    inference API's model holder): no retries, `settings.serve.registry_timeout_seconds`."""
+    import mlflow
+
+    # MLflow's client reads these per call. No retries of its own (they back off for
+    # seconds, and the holder's lock is held meanwhile): the watcher asks again next interval.
+    timeout = math.ceil(settings.serve.registry_timeout_seconds)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    # Its tqdm bar would write non-JSON lines into the service's JSON log.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    uri = settings.mlflow.tracking_uri
+    # models:/ downloads resolve the version through MLflow's global registry URI
+    # (whatever is passed), whose default is a local SQLite file, not the server.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(uri, registry_uri=uri)
+
+
+def connect(settings: Settings) -> MlflowClient:
     """An MlflowClient for the tracking URI, after checking the server answers: retried
     `settings.mlflow.attempts` times, then TrackingUnreachable naming the URI."""
     import mlflow
