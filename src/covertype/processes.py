@@ -64,7 +64,7 @@ def stop_processes(
     members: Callable[[], list[psutil.Process]],
     grace: float,
     term: bool = True,
-    reap: Callable[[], None] = lambda: None,
+    reap: Callable[[], object] = lambda: None,
 ) -> list[tuple[int, str]]:
     """SIGTERM what `members()` returns (unless `term` is False: someone signalled it
     already), wait up to `grace` seconds, SIGKILL what is left and wait until it is gone.
@@ -155,12 +155,13 @@ class Server:
     def start(self, ready_path: str = "/", timeout: float = 60) -> Server:
         """Spawn, then wait until `url + ready_path` answers 200."""
         assert self.url is not None, "a server without a url cannot be waited for"
-        self.spawn()
+        process = self.spawn().process
+        assert process is not None  # spawn() started it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise RuntimeError(
-                    f"{self.command} exited {self.process.returncode}:\n{self.log()[-5000:]}"
+                    f"{self.command} exited {process.returncode}:\n{self.log()[-5000:]}"
                 )
             if answers(self.url + ready_path):
                 return self
@@ -176,17 +177,19 @@ class Server:
 
     def stop(self, grace: float = 15) -> list[tuple[int, str]]:
         """SIGTERM the session, SIGKILL what is left after `grace` seconds."""
-        if self.process is None:
+        process = self.process
+        if process is None:
             return []
-        killed = stop_processes(self.members, grace, reap=lambda: self.process.poll())
-        self.process.poll()
+        killed = stop_processes(self.members, grace, reap=process.poll)
+        process.poll()
         return killed
 
     def kill(self) -> None:
         """SIGKILL the whole session (a crash, not a shutdown)."""
-        if self.process is not None:
-            stop_processes(self.members, grace=0, term=False, reap=lambda: self.process.poll())
-            self.process.wait()
+        process = self.process
+        if process is not None:
+            stop_processes(self.members, grace=0, term=False, reap=process.poll)
+            process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -211,39 +211,41 @@ class Guard:
             self.say(f"restarting in {delay:g} s")
             self.save(BACKOFF, backoff_until=now + delay)
             time.sleep(delay)
-        self._start()
+        leader = self._start()
         while True:  # the leader's end; orphans of the tree are reaped on the way
             pid, status = os.waitpid(-1, 0)
-            if pid == self.leader.pid:
+            if pid == leader.pid:
                 break
         code = exit_code(status)
-        self.leader.returncode = code
+        leader.returncode = code
         done = self.record.record_exit(code)
         self.stop_tree(f"exited ({done.describe()} after {done.ran_seconds:.0f} s)")
         self.save(EXITED, sid=self.record.sid)
         return 1 if code in (0, GAVE_UP) else code
 
-    def _start(self) -> None:
+    def _start(self) -> subprocess.Popen:
+        """The leader, started and written down (`self.leader`)."""
         self.save(STARTING, backoff_until=None, failed_reason=None, log_tail=[])
         # A stop signal waits until the leader is written down (then stops it).
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            self.leader = subprocess.Popen(
+            self.leader = leader = subprocess.Popen(
                 self.command, start_new_session=True, preexec_fn=die_with_parent()
             )
-            self._started()
+            self._started(leader)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        return leader
 
-    def _started(self) -> None:
+    def _started(self, leader: subprocess.Popen) -> None:
         self.save(
             RUNNING,
-            sid=self.leader.pid,
+            sid=leader.pid,
             command=self.command,
             started_at=time.time(),
             starts=self.record.starts + 1,
         )
-        self.say(f"started: pid {self.leader.pid}: {' '.join(self.command)}")
+        self.say(f"started: pid {leader.pid}: {' '.join(self.command)}")
 
     def _log_tail(self) -> list[str]:
         try:

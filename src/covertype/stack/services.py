@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -120,7 +120,7 @@ BY_NAME = {s.name: s for s in SERVICES}
 INSTALL_HINTS = {"prometheus": "Debian/Ubuntu: sudo apt-get install prometheus"}
 
 
-def prepare_environment(fast: bool, environ: dict | None = None) -> Settings:
+def prepare_environment(fast: bool, environ: MutableMapping[str, str] | None = None) -> Settings:
     """Put the stack's settings in this process's environment (what every service inherits)
     and return them: the local defaults (and `--fast`'s) where the environment sets nothing,
     one absolute COVERTYPE_HOME, the URLs the services call each other by (from their hosts
@@ -155,7 +155,8 @@ def ports_in_use(settings: Settings, environ: Mapping[str, str] = os.environ) ->
         (title, variable, "0.0.0.0", int(environ.get(variable, default)))
         for variable, (title, default) in AIRFLOW_LOG_PORTS.items()
     ]
-    problems, seen = [], {}
+    problems: list[str] = []
+    seen: dict[int, str] = {}  # port → the variable that gave it
     for title, variable, host, port in wanted:
         if port in seen:
             problems.append(f"port {port} is given twice: {variable} and {seen[port]}")

@@ -153,13 +153,17 @@ class Supervisor:
 
     def answers(self) -> bool:
         try:
-            return self.client().supervisor.getState()["statename"] == "RUNNING"
+            state = self.client().supervisor.getState()
         except (OSError, xmlrpc.client.Error):
             return False
+        assert isinstance(state, dict)  # supervisord's getState answers a struct
+        return state["statename"] == "RUNNING"
 
     def processes(self) -> dict[str, dict]:
         """supervisord's view of each program: statename, pid, start, stop, exitstatus."""
-        return {info["name"]: info for info in self.client().supervisor.getAllProcessInfo()}
+        infos = self.client().supervisor.getAllProcessInfo()
+        assert isinstance(infos, list)  # of structs, one a program
+        return {info["name"]: info for info in infos}
 
     def start(self, name: str) -> None:
         self.client().supervisor.startProcess(name, False)

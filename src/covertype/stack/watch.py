@@ -14,7 +14,7 @@ import contextlib
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import httpx
@@ -38,7 +38,7 @@ def now() -> str:
     return datetime.now().strftime("%H:%M:%S")
 
 
-def table(rows: list[tuple[str, ...]]) -> list[str]:
+def table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Rows as aligned, indented lines; the first row is the header, underlined."""
     width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     rows = [rows[0], tuple("-" * w for w in width), *rows[1:]]
