@@ -85,6 +85,9 @@ def _retryable(error: BaseException) -> bool:
 
 def fetch_batch(settings: Settings, client: httpx.Client | None = None) -> Batch:
     """One GET /data, retried with exponential backoff on connection errors and 5xx."""
+    own_client = client is None
+    if client is None:
+        client = httpx.Client(base_url=settings.source.url, timeout=settings.ingest.timeout_seconds)
 
     @retry(
         retry=retry_if_exception(_retryable),
@@ -99,9 +102,6 @@ def fetch_batch(settings: Settings, client: httpx.Client | None = None) -> Batch
             response.raise_for_status()
         return response
 
-    own_client = client is None
-    if own_client:
-        client = httpx.Client(base_url=settings.source.url, timeout=settings.ingest.timeout_seconds)
     try:
         response = get()
     except httpx.HTTPError as error:
@@ -135,6 +135,8 @@ def fetch_batch(settings: Settings, client: httpx.Client | None = None) -> Batch
 
 def store_batch(engine, batch: Batch, now: datetime | None = None) -> IngestResult:
     """Validate the rows of one batch and store them once; one transaction for all."""
+    if batch.batch_number is None:  # the source has no more data: nothing to store
+        return IngestResult(batch.group_number, None, exhausted=True, detail=batch.detail)
     now = now or datetime.now(UTC)
     valid = schema.validate_rows(batch.rows)
     bad = {}

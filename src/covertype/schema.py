@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -283,7 +283,8 @@ def _shape(row: object) -> str:
     )
 
 
-def _to_float(value: object) -> float:
+def _to_float(value: Any) -> float:
+    """float(value), NaN for whatever float() refuses (Any: it is the judge)."""
     if isinstance(value, bool):  # a JSON true is not a number here
         return math.nan
     try:
@@ -320,7 +321,7 @@ def _check_ints(field: IntField, values: np.ndarray) -> tuple[np.ndarray, np.nda
 def _map_categorical(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # check_value reads categorical values through str(), so map each distinct text once.
     texts = values if set(map(type, values)) <= {str} else np.array(list(map(str, values)))
-    mapping: dict[str, str | None] = {}
+    mapping: dict[str, int | str | None] = {}  # check_value's answer, None if refused
     for text in pd.unique(texts):
         try:
             mapping[text] = check_value(name, text)

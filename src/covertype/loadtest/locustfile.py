@@ -114,7 +114,8 @@ def _web_login(environment, **_kwargs) -> None:
     from flask import redirect, request, session, url_for
     from flask_login import UserMixin, login_user
 
-    if settings.loadtest.password is None:
+    password_setting = settings.loadtest.password
+    if password_setting is None:
         raise SystemExit("COVERTYPE_LOCUST_PASSWORD is not set: the web UI needs a login")
 
     class Operator(UserMixin):
@@ -132,7 +133,7 @@ def _web_login(environment, **_kwargs) -> None:
     def login_submit():
         name = request.form.get("username", "")
         password = request.form.get("password", "")
-        secret = settings.loadtest.password.get_secret_value()
+        secret = password_setting.get_secret_value()
         if name == settings.loadtest.user and hmac.compare_digest(password, secret):
             login_user(Operator(name))
             return redirect(url_for("locust.index"))
