@@ -41,7 +41,9 @@ def predict_batch(settings: Settings, valid: pd.DataFrame) -> pd.DataFrame:
     records = valid[list(schema.FEATURES)].to_dict("records")
     for start in range(0, len(records), settings.serve.max_batch):
         chunk = records[start : start + settings.serve.max_batch]
-        answers += call(settings, "POST", "/predict/batch", json=chunk)
+        predicted = call(settings, "POST", "/predict/batch", json=chunk)
+        assert isinstance(predicted, list)  # POST /predict/batch answers a list of Predictions
+        answers += predicted
     result = valid.copy()
     result["cover_type"] = [a["cover_type"] for a in answers]
     result["cover_type_name"] = [a["cover_type_name"] for a in answers]

@@ -20,6 +20,7 @@ def model_tab(settings: Settings) -> None:
     except ApiError as error:
         st.error(str(error))
         return
+    assert isinstance(model, dict)  # GET /model answers a ModelInfo object
     metrics = model.get("metrics") or {}
     st.subheader(f"{model['name']} version {model['version']} (alias {model['alias']})")
     left, middle, right = st.columns(3)

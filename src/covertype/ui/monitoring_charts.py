@@ -60,7 +60,9 @@ def drift_share_chart(frame: pd.DataFrame) -> alt.LayerChart:
             y="mean(threshold):Q", tooltip=[alt.Tooltip("mean(threshold):Q", title="threshold")]
         )
     )
-    return alt.layer(bars, labels, line, title="Drift share per batch (dashed: drift threshold)")
+    chart = alt.layer(bars, labels, line, title="Drift share per batch (dashed: drift threshold)")
+    assert isinstance(chart, alt.LayerChart)  # no facet encoding to hoist into a FacetChart
+    return chart
 
 
 def champion_history_chart(frame: pd.DataFrame) -> alt.LayerChart:
@@ -94,7 +96,9 @@ def champion_history_chart(frame: pd.DataFrame) -> alt.LayerChart:
         size=420, color="black", strokeWidth=2
     )
     labels = base.mark_text(dy=-16).encode(text="now:N")
-    return alt.layer(points, ring, labels, title="Champion history: holdout macro F1 per version")
+    chart = alt.layer(points, ring, labels, title="Champion history: holdout macro F1 per version")
+    assert isinstance(chart, alt.LayerChart)  # no facet encoding to hoist into a FacetChart
+    return chart
 
 
 def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:

@@ -73,6 +73,7 @@ def predict_tab(settings: Settings) -> None:
         except ApiError as error:
             st.error(str(error))
             return
+        assert isinstance(answer, dict)  # POST /predict answers a Prediction object
         st.success(
             f"**{answer['cover_type_name']}** — class {answer['cover_type']}, "
             f"model version {answer['model_version']}"
@@ -85,6 +86,7 @@ def predict_tab(settings: Settings) -> None:
             st.bar_chart(chances, horizontal=True, y_label="", x_label="probability")
         try:
             why = call(settings, "POST", "/predict/explain", json=record)
+            assert isinstance(why, dict)  # an Explanation object
             st.markdown(
                 f"**Why {why['explained_class']}** (SHAP, log-odds): "
                 + " · ".join(c["text"] for c in why["contributions"])
