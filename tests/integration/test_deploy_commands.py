@@ -1,19 +1,20 @@
 """What the deployment runs, run: every covertype command of compose and Kubernetes and the
 MLflow server line with `--help` from this venv, Airflow's health routes read from the
-installed Airflow, the MySQL init script and the MinIO job executed with stand-ins for the
-tools of their images. The files themselves are checked in tests/unit (test_deploy_contracts.py,
-test_deploy_validators.py)."""
+installed Airflow, compose's MySQL init against the real MariaDB server, the MinIO job with
+a stand-in for its image's tool. The files themselves are checked in tests/unit
+(test_deploy_contracts.py, test_deploy_validators.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from covertype.tracking.server import server_command
 from tests.deploy_files import (
@@ -27,12 +28,11 @@ from tests.deploy_files import (
     interpolate,
     pods,
     project_services,
-    references,
     run_helps,
     setting,
     settings_of,
 )
-from tests.support.environment import BIN
+from tests.support.environment import BIN, MYSQL_URL
 
 
 @pytest.fixture(scope="module")
@@ -121,32 +121,77 @@ def test_scheduler_healthcheck_asks_the_schedulers_health_server(all_services, a
 # ---------------------------------------------------------------- scripts
 
 
-def test_mysql_init_script_makes_the_databases_with_their_own_users(all_services):
-    mysql = all_services["mysql"]
-    assert "./deploy/mysql/init:/docker-entrypoint-initdb.d:ro" in mysql["volumes"]
-    script = ROOT / "deploy/mysql/init/01-databases.sh"
-    # Not executable: the mysql entrypoint sources it, which provides docker_process_sql.
-    assert not script.stat().st_mode & stat.S_IXUSR
-    env = {k: references(v).pop() for k, v in environment(mysql).items()}
-    assert env == {k: k for k in env}, "the container gets the .env names unchanged"
-    harness = f'docker_process_sql() {{ cat; }}\nsource "{script}"\n'
-    passwords = {"MYSQL_COVER_TYPE_PASSWORD": "o'brien\\x", "MYSQL_MLFLOW_PASSWORD": "m1",
-                 "MYSQL_MLFLOW_AUTH_PASSWORD": "a1"}  # fmt: skip
-    result = subprocess.run(
-        ["bash", "-c", harness], env={"PATH": os.environ["PATH"], **passwords},
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    sql = result.stdout
-    for database in ("cover_type", "mlflow", "mlflow_auth"):  # MLflow's users in the last
-        assert f"CREATE DATABASE IF NOT EXISTS {database} " in sql
-        assert f"GRANT ALL PRIVILEGES ON {database}.* TO '{database}'@'%';" in sql
-    assert "IDENTIFIED BY 'o''brien\\\\x';" in sql  # quotes and backslashes escaped
-    assert "root" not in sql
-    missing = subprocess.run(
-        ["bash", "-c", harness], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True
-    )
-    assert missing.returncode != 0 and "MYSQL_COVER_TYPE_PASSWORD" in missing.stderr
+OLD_VOLUME = ("cover_type", "mlflow")  # a volume of the release before mlflow_auth
+
+
+@pytest.mark.skipif(not MYSQL_URL, reason="needs COVERTYPE_TEST_MYSQL_URL (.ci/run sets it)")
+def test_mysql_init_brings_an_old_volume_up_to_date_without_a_manual_step(all_services):
+    """compose's mysql-init, run as its container runs it, against the real MariaDB server on
+    the databases of an older release (no mlflow_auth, old passwords, rows in cover_type)."""
+    job = all_services["mysql-init"]
+    assert job["entrypoint"] == ["bash", "/deploy/ensure-databases.sh"]
+    assert "./deploy/mysql:/deploy:ro" in job["volumes"]
+    server = sa.create_engine(MYSQL_URL)
+    with server.begin() as conn:
+        found = {r[0] for r in conn.execute(sa.text("SHOW DATABASES"))} & {
+            *OLD_VOLUME,
+            "mlflow_auth",
+        }
+        assert not found, f"this server already has {found}: the test would change them"
+    admin, admin_password = f"init_admin_{uuid.uuid4().hex[:8]}", "root-password-0123"
+    passwords = {"MYSQL_COVER_TYPE_PASSWORD": "o'brien\\x-123", "MYSQL_MLFLOW_PASSWORD": "m-1234",
+                 "MYSQL_MLFLOW_AUTH_PASSWORD": "a-1234"}  # fmt: skip
+    try:
+        with server.begin() as conn:
+            for name in OLD_VOLUME:  # made by the old init script, with other passwords
+                conn.execute(sa.text(f"CREATE DATABASE {name}"))
+                conn.execute(sa.text(f"CREATE USER '{name}'@'%' IDENTIFIED BY 'old-password'"))
+                conn.execute(sa.text(f"GRANT ALL PRIVILEGES ON {name}.* TO '{name}'@'%'"))
+            conn.execute(sa.text("CREATE TABLE cover_type.kept (id INT PRIMARY KEY)"))
+            conn.execute(sa.text("INSERT INTO cover_type.kept VALUES (7)"))
+            conn.execute(sa.text(f"CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_password}'"))
+            conn.execute(sa.text(f"GRANT ALL ON *.* TO '{admin}'@'%' WITH GRANT OPTION"))
+        url = sa.engine.make_url(MYSQL_URL)
+        env = {k: interpolate(v) for k, v in environment(job).items()} | passwords | {
+            "PATH": os.environ["PATH"], "MYSQL_ROOT_PASSWORD": admin_password,
+            "MYSQL_ADMIN_USER": admin, "MYSQL_HOST": url.host, "MYSQL_PORT": str(url.port or 3306),
+        }  # fmt: skip
+        for _ in range(2):  # at every `up`: the second run changes nothing
+            done = subprocess.run(
+                ["bash", str(ROOT / "deploy/mysql/ensure-databases.sh")],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        for name, variable in (("cover_type", "MYSQL_COVER_TYPE_PASSWORD"),
+                               ("mlflow", "MYSQL_MLFLOW_PASSWORD"),
+                               ("mlflow_auth", "MYSQL_MLFLOW_AUTH_PASSWORD")):  # fmt: skip
+            user = url.set(username=name, password=passwords[variable], database=name)
+            engine = sa.create_engine(user)  # the new password opens its own database
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT DATABASE()")).scalar() == name
+            engine.dispose()
+        with server.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM cover_type.kept")).scalar() == 7
+        unset = {k: v for k, v in env.items() if k != "MYSQL_MLFLOW_AUTH_PASSWORD"}
+        missing = subprocess.run(["bash", str(ROOT / "deploy/mysql/ensure-databases.sh")],
+                                 env=unset, capture_output=True, text=True)  # fmt: skip
+        assert missing.returncode != 0 and "MYSQL_MLFLOW_AUTH_PASSWORD is not set" in missing.stderr
+    finally:
+        with server.begin() as conn:
+            for name in (*OLD_VOLUME, "mlflow_auth"):
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{name}'@'%'"))
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{admin}'@'%'"))
+        server.dispose()
+
+
+def test_the_data_db_is_upgraded_before_any_service_writes_to_it(all_services):
+    job = all_services["db-migrate"]
+    assert argv(job) == ["covertype", "db", "upgrade"] and job["restart"] == "no"
+    writers = ["api", "airflow-worker", "airflow-scheduler", "ingest", "train"]
+    for name in writers:
+        waits = all_services[name]["depends_on"]
+        assert waits["db-migrate"]["condition"] == "service_completed_successfully", name
 
 
 def test_minio_job_makes_the_bucket_and_a_user_limited_to_it(all_services, tmp_path):

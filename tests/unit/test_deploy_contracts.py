@@ -57,11 +57,15 @@ AIRFLOW = Service(
     "COVERTYPE_SOURCE_URL COVERTYPE_GROUP_NUMBER COVERTYPE_BATCH_SECONDS",
     secrets=pairs(DATA_DB + AS_USER.format("TRAIN") + "AIRFLOW__API_AUTH__JWT_SECRET "
                   "AIRFLOW__CORE__FERNET_KEY COVERTYPE_AIRFLOW_DB_URL=POSTGRES_AIRFLOW_PASSWORD"),
-    after="airflow-init postgres redis", volume="/opt/airflow/covertype/airflow/logs")  # fmt: skip
+    after="airflow-init db-migrate postgres redis",
+    volume="/opt/airflow/covertype/airflow/logs")  # fmt: skip
 SERVICES = {
-    "mysql": Service(3306, volume="/var/lib/mysql", design="MySQL", secrets=pairs(
+    "mysql": Service(3306, volume="/var/lib/mysql", design="MySQL",
+                     secrets=pairs("MYSQL_ROOT_PASSWORD")),
+    "mysql-init": Service(job=True, after="mysql", secrets=pairs(
         "MYSQL_ROOT_PASSWORD MYSQL_COVER_TYPE_PASSWORD MYSQL_MLFLOW_PASSWORD "
         "MYSQL_MLFLOW_AUTH_PASSWORD")),
+    "db-migrate": Service(job=True, after="mysql-init", secrets=pairs(DATA_DB)),
     "minio": Service(9000, volume="/data", design="MinIO", login="MINIO_ROOT_PASSWORD",
                      secrets=pairs(MINIO_ROOT)),
     "minio-init": Service(job=True, after="minio", secrets=pairs(MINIO_ROOT + S3_USER)),
@@ -69,7 +73,7 @@ SERVICES = {
                         secrets=pairs("POSTGRES_PASSWORD=POSTGRES_AIRFLOW_PASSWORD")),
     "redis": Service(6379),
     "mlflow": Service(
-        "COVERTYPE_MLFLOW_PORT", "mlflow", design="MLflow", after="mysql minio-init",
+        "COVERTYPE_MLFLOW_PORT", "mlflow", design="MLflow", after="mysql-init minio-init",
         needs="COVERTYPE_MLFLOW_HOST COVERTYPE_MLFLOW_PORT COVERTYPE_MLFLOW_ARTIFACTS_DESTINATION "
         "COVERTYPE_MLFLOW_ALLOWED_HOSTS MLFLOW_S3_ENDPOINT_URL COVERTYPE_AUTH",
         secrets=pairs(S3_USER + "COVERTYPE_MLFLOW_BACKEND_STORE_URI=MYSQL_MLFLOW_PASSWORD "
@@ -82,7 +86,7 @@ SERVICES = {
                       design="source API", needs="COVERTYPE_HOME COVERTYPE_SOURCE_HOST "
                       "COVERTYPE_SOURCE_PORT COVERTYPE_SOURCE_DATA COVERTYPE_BATCH_SECONDS"),
     "api": Service(
-        "COVERTYPE_SERVE_PORT", "inference", after="mlflow", login="COVERTYPE_API_KEYS",
+        "COVERTYPE_SERVE_PORT", "inference", after="db-migrate mlflow", login="COVERTYPE_API_KEYS",
         needs=MLFLOW_CLIENT + MODEL + "COVERTYPE_HOME COVERTYPE_SERVE_HOST COVERTYPE_SERVE_PORT "
         "COVERTYPE_AUTH",
         secrets=pairs(DATA_DB + AS_USER.format("SERVE") + "COVERTYPE_API_KEYS "
@@ -106,10 +110,10 @@ SERVICES = {
     "airflow-scheduler": AIRFLOW,
     "airflow-dag-processor": AIRFLOW,
     "airflow-triggerer": AIRFLOW,
-    "airflow-worker": replace(AIRFLOW, after=AIRFLOW.after + " source mysql mlflow"),
-    "ingest": Service(job=True, after="source mysql", secrets=pairs(DATA_DB), needs=(
+    "airflow-worker": replace(AIRFLOW, after=AIRFLOW.after + " source mlflow"),
+    "ingest": Service(job=True, after="source db-migrate", secrets=pairs(DATA_DB), needs=(
         "COVERTYPE_SOURCE_URL COVERTYPE_GROUP_NUMBER COVERTYPE_BATCH_SECONDS")),
-    "train": Service(job=True, after="mysql mlflow", needs=MLFLOW_CLIENT + MODEL,
+    "train": Service(job=True, after="db-migrate mlflow", needs=MLFLOW_CLIENT + MODEL,
                      secrets=pairs(DATA_DB + AS_USER.format("TRAIN"))),
     "locust-master": Service(
         "COVERTYPE_LOCUST_PORT", design="Locust", login="COVERTYPE_LOCUST_PASSWORD",
@@ -250,7 +254,7 @@ def test_healthchecks_and_probes_ask_a_route_the_service_serves(name, compose, r
     assert url.port == listening_port(name, environment(service)), name
     assert url.path in paths, f"{name}'s healthcheck asks {url.path}, not one of {paths}"
     settings = by_kind("ConfigMap")["covertype-settings"]["data"]
-    for container in containers(pods().get(name, {"containers": []})):  # its Deployment's
+    for container in pods().get(name, {"containers": []})["containers"]:  # not init containers
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             if get := dig(container, f"{probe}.httpGet"):
@@ -309,9 +313,8 @@ def test_mlflow_runs_its_server_with_the_stores_of_its_settings_and_its_user_db(
     # Its user DB: a MySQL database and user of their own, which the init script makes.
     db = urlsplit(interpolate(env["COVERTYPE_MLFLOW_AUTH_DB_URL"]))
     assert (db.scheme, db.username, db.path) == ("mysql+pymysql", "mlflow_auth", "/mlflow_auth")
-    init = (ROOT / "deploy/mysql/init/01-databases.sh").read_text()
-    assert "CREATE DATABASE IF NOT EXISTS mlflow_auth " in init
-    assert "GRANT ALL PRIVILEGES ON mlflow_auth.* TO 'mlflow_auth'@'%';" in init
+    init = (ROOT / "deploy/mysql/ensure-databases.sh").read_text()  # run: test_deploy_commands
+    assert '"mlflow_auth:$MYSQL_MLFLOW_AUTH_PASSWORD"' in init
 
 
 def test_airflow_components_run_covertype_airflow_configured_by_the_settings(compose):
@@ -575,3 +578,20 @@ def test_the_files_of_real_secrets_are_git_ignored_and_their_examples_hold_place
         example = (ROOT / f"{path}.example").read_text()
         for value in re.findall(r"^[^#\n][^=\n]*=(.*)$", example, re.M):
             assert "<" in value, f"{path}.example: placeholder values only, not {value}"
+
+
+def test_kubernetes_upgrades_the_data_db_before_the_api_or_a_task_writes_to_it():
+    """As compose's db-migrate: the api's pods and the Airflow workers run `covertype db
+    upgrade` (safe in parallel: it takes the database's lock) with the data DB's URL first."""
+    workers = load_yaml(K8S / "airflow-values.yaml")["workers"]["extraInitContainers"]
+    for where, inits in (("api", pods()["api"]["initContainers"]), ("airflow workers", workers)):
+        (upgrade,) = [c for c in inits if c.get("command") == ["covertype", "db", "upgrade"]]
+        url = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in upgrade["env"]}
+        assert url["COVERTYPE_DATA_DB_URL"] == {
+            "name": "covertype-secrets",
+            "key": "COVERTYPE_DATA_DB_URL",
+        }, where
+    values = load_yaml(K8S / "airflow-values.yaml")["images"]["airflow"]
+    assert workers[0]["image"] == (
+        "{{ .Values.images.airflow.repository }}:{{ .Values.images.airflow.tag }}"
+    ), f"the workers' own image ({values['repository']}), templated by the chart"
