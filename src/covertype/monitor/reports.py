@@ -258,6 +258,7 @@ def _finish(
     settings: Settings, engine: sa.Engine, report: DriftReport, ref: reference.Reference | None
 ) -> DriftReport:
     if report.computed:
+        assert ref is not None  # a computed report was compared with the champion's reference
         report.mlflow_run_id = _log_to_mlflow(settings, report, ref)
     report.report_id = db.add_drift_report(engine, report.row())
     summary = {k: v for k, v in report.as_dict().items() if k != "feature_scores"}
@@ -275,6 +276,7 @@ def _log_to_mlflow(settings: Settings, report: DriftReport, ref: reference.Refer
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found else client.create_experiment(name)
     drift = report.drift
+    assert drift is not None  # only a computed report is logged
     where = report.batch_number if report.kind == "batch" else report.predictions_to_id
     metrics = {
         "dataset_drift": float(drift.dataset_drift),
@@ -298,9 +300,10 @@ def _log_to_mlflow(settings: Settings, report: DriftReport, ref: reference.Refer
         "batch_number": str(report.batch_number or ""),
         "predictions_ids": f"{report.predictions_from_id or ''}-{report.predictions_to_id or ''}",
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift-{report.kind}-{where}"):
+    run_name = f"drift-{report.kind}-{where}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags(tags)
         mlflow.log_metrics(metrics)
         mlflow.log_text(drift.html, "drift_report.html")
         mlflow.log_dict({k: asdict(v) for k, v in drift.feature_scores.items()}, "drift.json")
-        return mlflow.active_run().info.run_id
+        return run.info.run_id

@@ -124,12 +124,12 @@ def lineage_tags(frame: pd.DataFrame, rows: Split, settings: Settings) -> dict[s
 
 def mlflow_dataset(frame: pd.DataFrame, tags: dict[str, str]):
     """The rows as an MLflow dataset, for `mlflow.log_input`."""
-    import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.pandas_dataset import from_pandas  # mlflow.data.from_pandas, typed
 
     # MLflow has no source type for a SQL table; this one records where the rows came from.
     source = CodeDatasetSource({"data_db": tags["data.db"], "table": db.cover_type.name})
-    return mlflow.data.from_pandas(
+    return from_pandas(
         frame[list(schema.FIELDS)],
         source=source,
         name="cover_type",

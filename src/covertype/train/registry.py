@@ -21,22 +21,24 @@ def log_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
+    pipeline, predicted = best.pipeline, best.holdout_predicted
+    assert pipeline is not None and predicted is not None, "log `best` after refit_best"
     example = rows.holdout.X.head(5)
-    signature = infer_signature(example, best.pipeline.predict(example))
+    signature = infer_signature(example, pipeline.predict(example))
     mlflow.log_params(
         {f"best.{k}": v for k, v in best.params.items()} | {"best.family": best.family}
     )
     mlflow.log_metrics(best.validation | best.holdout)
     mlflow.set_tags({"best.run_id": best.run_id, "best.family": best.family})
-    evaluate.log_confusion(rows.holdout.y, best.holdout_predicted, "Holdout")
-    for_serving(best.pipeline)  # scored with every core; served one row at a time
+    evaluate.log_confusion(rows.holdout.y, predicted, "Holdout")
+    for_serving(pipeline)  # scored with every core; served one row at a time
     info = mlflow.sklearn.log_model(
-        best.pipeline,
+        pipeline,
         name="model",
         signature=signature,
         input_example=example,
         skops_trusted_types=TRUSTED_TYPES,
-        pip_requirements=pip_requirements(best.pipeline),
+        pip_requirements=pip_requirements(pipeline),
     )
     version = str(mlflow.register_model(info.model_uri, settings.mlflow.model_name).version)
     served = {

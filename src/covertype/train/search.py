@@ -10,13 +10,21 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 from covertype.train import evaluate, families
 from covertype.train.data import Split
 
 log = logging.getLogger(__name__)
+
+
+class Fitted(Protocol):
+    """A fitted pipeline, as the search uses it (a `families.Family.fit` answer)."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
 
 
 @dataclass
@@ -31,7 +39,7 @@ class Candidate:
     fit_seconds: float = 0.0
     predict_seconds: float = 0.0
     error: str = ""
-    pipeline: object = None
+    pipeline: Fitted | None = None  # fitted by fit_candidate, refit by refit_best
 
     @property
     def validation_macro_f1(self) -> float:
@@ -60,10 +68,11 @@ def fit_candidate(candidate: Candidate, rows: Split, seed: int, threads: int = 0
     by); returns the validation predictions."""
     family = families.get(candidate.family)
     started = time.perf_counter()
-    candidate.pipeline = family.fit(candidate.params, rows.train.X, rows.train.y, seed, threads)
+    pipeline = family.fit(candidate.params, rows.train.X, rows.train.y, seed, threads)
+    candidate.pipeline = pipeline
     candidate.fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    predicted = candidate.pipeline.predict(rows.validation.X)
+    predicted = pipeline.predict(rows.validation.X)
     candidate.predict_seconds = time.perf_counter() - started
     candidate.validation = evaluate.scores(rows.validation.y, predicted, "validation")
     return predicted
@@ -75,10 +84,12 @@ def refit_best(best: Candidate, rows: Split, seed: int, threads: int = 0) -> flo
     family = families.get(best.family)
     refit = rows.train + rows.validation
     started = time.perf_counter()
-    best.pipeline = family.fit(best.params, refit.X, refit.y, seed, threads)
+    pipeline = family.fit(best.params, refit.X, refit.y, seed, threads)
+    best.pipeline = pipeline
     seconds = time.perf_counter() - started
-    best.holdout_predicted = best.pipeline.predict(rows.holdout.X)
-    best.holdout = evaluate.scores(rows.holdout.y, best.holdout_predicted, "holdout")
+    predicted = pipeline.predict(rows.holdout.X)
+    best.holdout_predicted = predicted
+    best.holdout = evaluate.scores(rows.holdout.y, predicted, "holdout")
     return seconds
 
 
