@@ -26,7 +26,7 @@ import pytest
 from dotenv import dotenv_values
 
 from covertype.processes import Server, session_members
-from covertype.stack import logins, tree
+from covertype.stack import guard, logins
 from covertype.stack.services import FAST
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord, StackState
 from covertype.stack.supervisor import Supervisor
