@@ -18,11 +18,14 @@ def create_auth_app(app=None):
     such route to every user, this opens one route to one user. Runs in each worker."""
     from mlflow.server import app as flask_app
     from mlflow.server import auth
+    from werkzeug.datastructures import Authorization
 
     metrics_user = os.environ.get("COVERTYPE_MLFLOW_METRICS_USER", "covertype-metrics")
 
     def can_scrape() -> bool:
-        return auth.authenticate_request().username == metrics_user
+        # Validators run once the request is signed in; a Response (a 401) is no user at all.
+        signed_in = auth.authenticate_request()
+        return isinstance(signed_in, Authorization) and signed_in.username == metrics_user
 
     auth.BEFORE_REQUEST_VALIDATORS[("/metrics", "GET")] = can_scrape
     return auth.create_app(app or flask_app)

@@ -100,7 +100,8 @@ def bootstrap_auth(settings: Settings) -> list[str]:
     )
     for username, kind, pattern, permission in wanted_grants(settings, experiments):
         current = _current_grant(store, username, kind, pattern)
-        if PERMISSION_PRIORITY.get(current, -2) >= PERMISSION_PRIORITY[permission]:
+        held = -2 if current is None else PERMISSION_PRIORITY.get(current, -2)  # -2: below all
+        if held >= PERMISSION_PRIORITY[permission]:
             continue
         store.grant_user_permission(username, kind, pattern, permission)
         done.append(f"MLflow grant: {username} {permission} on {kind} {pattern}")
