@@ -68,6 +68,7 @@ def covertype_collect():
 
         from covertype.ingest import ingest_once
 
+        assert params is not None  # Airflow hands every task the run's params
         current = get_settings()
         marker = Variable.get(schedule.PAUSE_VARIABLE, default=None, deserialize_json=True)
         if reason := schedule.paused_reason(marker, current, resume=params["resume"]):
@@ -115,7 +116,8 @@ def covertype_collect():
         return extra
 
     collected = collect()
-    report_batch(collected) >> publish_cover_type(collected)
+    # (Airflow types a task's call with its function's parameters, not the XComArgs it takes.)
+    report_batch(collected) >> publish_cover_type(collected)  # type: ignore[arg-type]
 
 
 covertype_collect()

@@ -91,6 +91,7 @@ def covertype_train():
     def decide(reports: list[dict], params: dict | None = None, dag_run=None) -> dict:
         current = get_settings()
         by_hand = dag_run is not None and dag_run.run_type == "manual"
+        assert params is not None  # Airflow hands every task the run's params
         manual = by_hand and not params["apply_policy"]
         decision = decisions.decide(current, manual=manual)
         decisions.record(current, decision, dag_run.run_id if dag_run else None)
@@ -111,6 +112,7 @@ def covertype_train():
         if not decision["train"]:
             raise AirflowSkipException(f"no retraining: {decision['reason']}")
         log.info("retraining: %s", decision["reason"])
+        assert params is not None  # Airflow hands every task the run's params
         try:
             result = train(get_settings(), params["n_iter"], params["families"], log.info)
         except TrainingError as error:
@@ -131,7 +133,8 @@ def covertype_train():
         outlet_events[CHAMPION].extra = extra
         return extra
 
-    publish_champion(train_model(decide(monitor_batches())))
+    # (Airflow types a task's call with its function's parameters, not the XComArgs it takes.)
+    publish_champion(train_model(decide(monitor_batches())))  # type: ignore[arg-type]
 
 
 covertype_train()

@@ -35,12 +35,14 @@ def pause_marker(
 ) -> dict:
     """What PAUSE_VARIABLE holds after a call found the source exhausted."""
     now = now or datetime.now(UTC)
-    same = previous is not None and _same_source(previous, settings)
+    since = now.isoformat()
+    if previous is not None and _same_source(previous, settings):
+        since = previous["since"]  # paused on this source since then
     return {
         "source_url": settings.source.url,
         "group_number": settings.source.group_number,
         "detail": detail,
-        "since": previous["since"] if same else now.isoformat(),
+        "since": since,
         "checked_at": now.isoformat(),
     }
 
