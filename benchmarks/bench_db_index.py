@@ -65,20 +65,22 @@ class Read(NamedTuple):
     seconds: float  # execute and fetch, as the caller sees it
     server_ms: float  # MariaDB's own time for the statement (ANALYZE), without the transfer
     rows: int
-    index: str  # the one EXPLAIN says the server uses
+    key: str  # the index EXPLAIN says the server uses
 
 
 def timed_read(engine: sa.Engine, query: sa.Select, repeat: int) -> Read:
     with engine.connect() as conn:
         compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
-        plan = conn.exec_driver_sql(f"EXPLAIN {compiled}").mappings().first()
+        plan = conn.exec_driver_sql(f"EXPLAIN {compiled}").mappings().one()
         rows = len(conn.execute(query).fetchall())  # warm-up
         times, server = [], []
         for _ in range(repeat):
             started = time.perf_counter()
             conn.execute(query).fetchall()
             times.append(time.perf_counter() - started)
-            analyzed = json.loads(conn.exec_driver_sql(f"ANALYZE FORMAT=JSON {compiled}").scalar())
+            analyzed = json.loads(
+                conn.exec_driver_sql(f"ANALYZE FORMAT=JSON {compiled}").scalar_one()
+            )
             server.append(analyzed["query_block"]["r_total_time_ms"])
     return Read(statistics.median(times), statistics.median(server), rows, plan["key"] or "none")
 
@@ -141,7 +143,7 @@ def main() -> None:
         print(
             f"{name:46} {was.rows:>6} | {was.seconds * 1000:>8.0f} {now.seconds * 1000:>6.0f} "
             f"{was.seconds / now.seconds:>4.2f}× | {was.server_ms:>16.0f} {now.server_ms:>6.0f} "
-            f"{was.server_ms / now.server_ms:>4.2f}× | {now.index}"
+            f"{was.server_ms / now.server_ms:>4.2f}× | {now.key}"
         )
     print(
         f"{'ingest of batch 10 (store_batch: LOAD DATA)':46} {len(batches[-1]):>6} | "

@@ -127,9 +127,9 @@ AT = datetime(2026, 5, 1, 12, 30, 15, 123456)
 
 def sample_rows(metadata: sa.MetaData) -> dict[str, list[dict]]:
     """A few rows for each table of `metadata`, NULLs, unicode and fractions included."""
-    feature = {name: 100 + i for i, name in enumerate(FEATURES)}
+    feature: dict[str, object] = {name: 100 + i for i, name in enumerate(FEATURES)}
     feature |= {"Wilderness_Area": "Rawah", "Soil_Type": "C7745"}
-    rows = {
+    rows: dict[str, list[dict]] = {
         "cover_type": [
             feature | {"row_key": f"{i:032x}", "Elevation": 2000 + i, "Cover_Type": i % 7 + 1,
                        "batch_number": i // 2 + 1, "group_number": 7, "ingested_at": AT}

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from covertype import db
 from covertype.db import lock, schema_version
 from covertype.db.commands import upgrade_before_start
-from covertype.errors import Unavailable
+from covertype.errors import BadInput, Unavailable
 
 BASELINE = "0001_baseline"
 
@@ -152,9 +152,9 @@ def test_upgrade_says_from_which_revision_to_which(engine):
 
 
 def test_upgrading_to_a_revision_that_does_not_exist_names_the_history(engine):
-    with pytest.raises(Exception, match="`covertype db history` lists the revisions") as raised:
+    with pytest.raises(BadInput, match="`covertype db history` lists the revisions") as raised:
         schema_version.upgrade(engine, "0042_nothing")
-    assert raised.value.status == 422
+    assert raised.value.status == 422 and raised.value.exit_code == 2
 
 
 def test_history_lists_every_revision_newest_first_with_the_current_one(engine):
@@ -197,7 +197,7 @@ def test_an_upgrade_waits_for_the_lock_and_then_finds_the_work_done(engine, monk
 
 
 def test_covertype_up_upgrades_before_starting_and_stops_on_a_bad_schema(engine):
-    said = []
+    said: list[str] = []
     assert upgrade_before_start(str(engine.url), said.append) is True
     assert said == [f"data DB {engine.url}: upgraded from empty to {schema_version.head()} (head)"]
     with engine.begin() as conn:

@@ -86,5 +86,5 @@ def _check(got: bool, url: sa.URL, wait: float) -> None:
     if not got:
         raise LockTimeout(
             f"another process held the schema lock of the data DB {url.render_as_string()} "
-            f"for more than {wait:.0f} s (an upgrade still running?); try again once it ends"
+            f"for more than {wait:g} s (an upgrade still running?); try again once it ends"
         )

@@ -59,7 +59,7 @@ def _prediction_insert(dialect) -> tuple[str, tuple[str, ...] | None, tuple]:
     processors of the columns that have one (e.g. SQLite's datetime → text)."""
     columns = [c for c in predictions.columns if c.name != "id"]
     compiled = insert(predictions).compile(dialect=dialect, column_keys=[c.name for c in columns])
-    order = tuple(compiled.positiontup) if compiled.positional else None
+    order = tuple(compiled.positiontup or ()) if compiled.positional else None
     processors = []
     for column in columns:
         process = column.type.dialect_impl(dialect).bind_processor(dialect)

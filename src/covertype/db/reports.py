@@ -9,10 +9,16 @@ from sqlalchemy import Engine, Table, insert, select
 from covertype.db.tables import drift_reports, retrain_decisions
 
 
+def _insert(engine: Engine, table: Table, row: Mapping[str, object]) -> int:
+    with engine.begin() as conn:
+        key = conn.execute(insert(table), dict(row)).inserted_primary_key
+    assert key is not None  # a single-row INSERT always has one
+    return int(key[0])
+
+
 def add_drift_report(engine: Engine, row: Mapping[str, object]) -> int:
     """Store one drift report; its id."""
-    with engine.begin() as conn:
-        return int(conn.execute(insert(drift_reports), dict(row)).inserted_primary_key[0])
+    return _insert(engine, drift_reports, row)
 
 
 def latest_drift_report(
@@ -40,8 +46,7 @@ def latest_drift_report(
 
 def add_retrain_decision(engine: Engine, row: Mapping[str, object]) -> int:
     """Store one decision of the retraining policy; its id."""
-    with engine.begin() as conn:
-        return int(conn.execute(insert(retrain_decisions), dict(row)).inserted_primary_key[0])
+    return _insert(engine, retrain_decisions, row)
 
 
 def rows_after(engine: Engine, table: Table, after_id: int, limit: int = 100) -> list[dict]:

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Insert, Table, func, insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
@@ -38,6 +38,7 @@ def insert_new(conn: Connection, table: Table, rows: list[dict]) -> int:
     if not rows:
         return 0
     name = conn.dialect.name
+    statement: Insert
     if name == "sqlite":
         statement = sqlite.insert(table).on_conflict_do_nothing()
     elif name in ("mysql", "mariadb"):
@@ -77,7 +78,7 @@ def store_rows(
                 conn, by_key, f"{batch_number},{group_number},{at:%Y-%m-%d %H:%M:%S.%f}"
             )
         except OperationalError as error:
-            if error.orig.args[0] not in _LOCAL_INFILE_REFUSED:
+            if error.orig is None or error.orig.args[0] not in _LOCAL_INFILE_REFUSED:
                 raise
             log.warning("LOAD DATA LOCAL INFILE refused, using INSERT", extra={"error": str(error)})
     rows = valid.clean.assign(row_key=[_hash(line) for line in lines]).drop_duplicates("row_key")
@@ -117,9 +118,10 @@ def count_rows(url: str) -> tuple[int, int]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return tuple(
+            rows, held = (
                 conn.execute(select(func.count()).select_from(table)).scalar_one()
                 for table in (cover_type, quarantine)
             )
+            return rows, held
     finally:
         engine.dispose()

@@ -42,7 +42,8 @@ def _scripts() -> ScriptDirectory:
 
 
 def head() -> str:
-    return _scripts().get_current_head()
+    (only,) = _scripts().get_heads()  # two heads would be a branch to merge first
+    return only
 
 
 @functools.cache

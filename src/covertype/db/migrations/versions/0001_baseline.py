@@ -131,10 +131,10 @@ def upgrade() -> None:
         for column in columns:
             if column.name not in have:  # a NOT NULL one fails on rows: the DB says so
                 op.add_column(name, column)
-    for index, (table, columns) in INDEXES.items():
-        have = {i["name"] for i in inspector.get_indexes(table)} if table in present else set()
-        if index not in have:
-            op.create_index(index, table, columns)
+    for index, (table, indexed) in INDEXES.items():
+        indexes = inspector.get_indexes(table) if table in present else []
+        if index not in {i["name"] for i in indexes}:
+            op.create_index(index, table, indexed)
 
 
 def downgrade() -> None:
