@@ -52,7 +52,7 @@ def main() -> None:
     server.dispose()
     engine = db.make_engine(URL)
     bulk = sa.create_engine(URL, connect_args={"local_infile": True})
-    db.create_tables(engine)
+    db.ensure_schema(engine)
 
     # Canonical rows with their keys, as ours would store them, for the anchors.
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -251,7 +251,7 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
         }
     )
     engine = db.make_engine(settings.data_db)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     course = dataset.to_course_rows(frame.iloc[: args.rows])
     for b, part in enumerate(np.array_split(np.arange(len(course)), 3), 1):
         ingest.store_batch(engine, ingest.Batch(7, b, [course[i] for i in part]))

@@ -170,7 +170,7 @@ def ingest_once(settings: Settings | None = None, engine=None) -> IngestResult:
     """Fetch the current batch and store it. The function the CLI and the DAG call."""
     settings = settings or get_settings()
     engine = engine or db.make_engine(settings.data_db)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     batch = fetch_batch(settings)
     if batch.exhausted:
         result = IngestResult(batch.group_number, None, exhausted=True, detail=batch.detail)

@@ -87,7 +87,7 @@ def _drop_database(server: sa.Engine, name: str) -> None:
 @pytest.fixture
 def data_engine(data_db_url):
     engine = db.make_engine(data_db_url)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     yield engine
     engine.dispose()
 

@@ -243,7 +243,7 @@ if MYSQL_URL:  # the MySQL/MariaDB bulk path and its fallback exist only there
 
     def test_a_server_refusing_local_infile_still_gets_every_row(mysql_db_url, caplog):
         bulk = db.make_engine(mysql_db_url)
-        db.create_tables(bulk)
+        db.ensure_schema(bulk)
         plain = sa.create_engine(mysql_db_url)  # client without the LOCAL INFILE capability
         batch = Batch(7, 3, [GOOD, [*GOOD[:12], "5"]])
         try:

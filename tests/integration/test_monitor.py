@@ -32,7 +32,7 @@ def areas(real_frame):
 
 def store(settings, batch: int, frame) -> None:
     engine = db.make_engine(settings.data_db)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     ingest.store_batch(engine, ingest.Batch(7, batch, dataset.to_course_rows(frame)))
     engine.dispose()
 

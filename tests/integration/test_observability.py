@@ -197,7 +197,7 @@ def test_prometheus_loads_every_rule_and_fires_drift_from_a_stored_report(
     assert rules["CovertypeNoChampion"]["state"] == "inactive"  # the champion is served
 
     engine = db.make_engine(api.data_db)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     db.add_drift_report(
         engine,
         {

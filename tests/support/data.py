@@ -73,7 +73,7 @@ def fill_data_db(
     from covertype import dataset, db, ingest
 
     engine = db.make_engine(url)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     course = dataset.to_course_rows(frame.iloc[start : start + rows])
     size = -(-rows // batches)
     for b in range(batches):

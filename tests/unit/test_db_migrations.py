@@ -78,11 +78,6 @@ def test_a_new_database_is_brought_to_head_at_first_use(engine):
     assert db.add_retrain_decision(engine, decision) == 1
 
 
-def test_create_tables_still_brings_a_new_database_to_head(engine):
-    db.create_tables(engine)
-    assert schema_version.current(engine).at_head
-
-
 def test_a_database_at_head_passes_with_one_query(engine):
     db.ensure_schema(engine)
     statements = []

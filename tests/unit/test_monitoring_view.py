@@ -40,7 +40,7 @@ def test_nothing_collected_yet_is_empty_and_creates_no_file(settings):
 def test_batches_and_the_latest_report_of_each_batch(settings):
     settings.home.mkdir()
     engine = db.make_engine(settings.data_db)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     rows = [
         {"row_key": f"k{i}", **{f: 1 for f in schema.NUMERIC}, schema.WILDERNESS: "Rawah",
          schema.SOIL: "C7745", schema.LABEL: 1, "batch_number": 1 + i % 2, "group_number": 7,

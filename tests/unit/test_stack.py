@@ -117,7 +117,7 @@ def test_monitoring_news_tells_new_reports_and_decisions_once(tmp_path):
 
     settings = Settings.from_env({"COVERTYPE_HOME": tmp_path})
     engine = db.make_engine(settings.data_db)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     decision = {"model_name": "covertype", "champion_version": "1", "rows_now": 10,
                 "champion_rows": 10, "decided_at": datetime.now(UTC)}  # fmt: skip
     db.add_retrain_decision(engine, decision | {"train": True, "reason": "an old stack's"})

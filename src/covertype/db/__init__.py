@@ -38,7 +38,7 @@ _HOMES = {
     "rows": ("row_key", "insert_new", "store_rows", "rows_by_batch", "count_rows"),
     "prediction_log": ("Prediction", "insert_predictions"),
     "reports": ("add_drift_report", "latest_drift_report", "add_retrain_decision", "rows_after"),
-    "schema_version": ("SchemaError", "ensure_schema", "create_tables"),
+    "schema_version": ("SchemaError", "ensure_schema"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [  # the same names: what `from covertype.db import *` and type checkers see
@@ -49,7 +49,6 @@ __all__ = [  # the same names: what `from covertype.db import *` and type checke
     "add_retrain_decision",
     "count_rows",
     "cover_type",
-    "create_tables",
     "drift_reports",
     "ensure_schema",
     "insert_new",
@@ -90,7 +89,7 @@ if TYPE_CHECKING:
         rows_after,
     )
     from covertype.db.rows import count_rows, insert_new, row_key, rows_by_batch, store_rows
-    from covertype.db.schema_version import SchemaError, create_tables, ensure_schema
+    from covertype.db.schema_version import SchemaError, ensure_schema
     from covertype.db.tables import (
         ROW_KEY_LENGTH,
         cover_type,

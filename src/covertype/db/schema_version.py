@@ -187,11 +187,6 @@ def ensure_schema(engine: sa.Engine) -> None:
             raise SchemaError(problem)
 
 
-def create_tables(engine: sa.Engine) -> None:
-    """Old name of `ensure_schema`, kept until its callers are renamed."""
-    ensure_schema(engine)
-
-
 def _stamped(engine: sa.Engine) -> tuple[str, ...] | None:
     try:
         with engine.connect() as conn:

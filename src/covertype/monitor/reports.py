@@ -92,7 +92,7 @@ def batch_report(settings: Settings | None, batch_number: int, client=None) -> D
     report = DriftReport("batch", settings.mlflow.model_name, batch_number=batch_number)
     engine = db.make_engine(settings.data_db)
     try:
-        db.create_tables(engine)
+        db.ensure_schema(engine)
         table = db.cover_type
         rows = _read(engine, table, "row_key", table.c.batch_number == batch_number)
         report.current_rows = len(rows)
@@ -114,7 +114,7 @@ def batch_reports(settings: Settings, batches: list[int]) -> list[dict]:
     training would be compared with a champion that trained on it (nothing new to compare)."""
     engine = db.make_engine(settings.data_db)
     try:
-        db.create_tables(engine)
+        db.ensure_schema(engine)
         stored = {
             batch: db.latest_drift_report(engine, "batch", settings.mlflow.model_name, None, batch)
             for batch in batches
@@ -141,7 +141,7 @@ def predictions_report(settings: Settings | None = None, client=None) -> DriftRe
     report = DriftReport("predictions", settings.mlflow.model_name)
     engine = db.make_engine(settings.data_db)
     try:
-        db.create_tables(engine)
+        db.ensure_schema(engine)
         last = db.latest_drift_report(engine, "predictions", settings.mlflow.model_name)
         after = (last or {}).get("predictions_to_id") or 0
         table = db.predictions

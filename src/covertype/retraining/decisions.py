@@ -18,7 +18,7 @@ def decide(settings: Settings, manual: bool = False) -> RetrainDecision:
     champion = find_champion(connect(settings), settings)
     engine = db.make_engine(settings.data_db)
     try:
-        db.create_tables(engine)
+        db.ensure_schema(engine)
         rows_now = db.count_rows(settings.data_db)[0]
         report = (
             db.latest_drift_report(engine, "batch", settings.mlflow.model_name, champion.version)
@@ -55,7 +55,7 @@ def record(settings: Settings, decision: RetrainDecision, run_id: str | None) ->
 
     engine = db.make_engine(settings.data_db)
     try:
-        db.create_tables(engine)
+        db.ensure_schema(engine)
         return db.add_retrain_decision(
             engine,
             {

@@ -134,7 +134,7 @@ class PredictionLog:
 
         if self._engine is None:
             engine = db.make_engine(self.url)
-            db.create_tables(engine)
+            db.ensure_schema(engine)
             self._engine = engine
         rows = [
             db.Prediction(

@@ -67,7 +67,7 @@ def read_rows(settings: Settings) -> pd.DataFrame:
     """Every row of the settings' data DB; TrainingError if there is nothing to learn from."""
     engine = db.make_engine(settings.data_db)
     try:
-        db.create_tables(engine)
+        db.ensure_schema(engine)
         frame = load_rows(engine)
     finally:
         engine.dispose()
