@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test suite: sets up .venv, lints, runs pytest (extra arguments go to pytest).
+# The test suite: sets up .venv, lints, type-checks, runs pytest (extra arguments go to pytest).
 # Tests read the real data from COVERTYPE_SOURCE_DATA (default: ../shared/data beside the
 # checkout) and MariaDB/MySQL from COVERTYPE_TEST_MYSQL_URL when set (.ci/run sets it).
 set -euo pipefail
@@ -12,13 +12,11 @@ if [ -z "${COVERTYPE_SOURCE_DATA:-}" ] && [ -f "$shared" ]; then
 fi
 
 # Debian packages some tests need: chromium and chromium-driver (the UI screenshots),
-# prometheus (promtool checks the alert rules and configs; `covertype up` runs Prometheus),
-# kubectl (its Kustomize renders deploy/k8s for the manifest tests).
+# prometheus (promtool checks the alert rules and configs; `covertype up` runs Prometheus).
 missing=()
 command -v chromium > /dev/null && command -v chromedriver > /dev/null \
   || missing+=(chromium chromium-driver)
 command -v promtool > /dev/null && command -v prometheus > /dev/null || missing+=(prometheus)
-command -v kubectl > /dev/null || missing+=(kubectl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
     echo "test.sh: installing Debian's ${missing[*]}" >&2
@@ -32,4 +30,5 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy  # src/, configured in pyproject.toml
 exec .venv/bin/python -m pytest "$@"

