@@ -212,7 +212,8 @@ def _pip_check(bin_dir: Path) -> subprocess.CompletedProcess:
 IMPORT_EVERYTHING = """
 import importlib, pkgutil
 import covertype
-skip = ("covertype.dags", "covertype.loadtest.locustfile")  # need Airflow / patch with gevent
+# Airflow's; Locust's (patches with gevent); Alembic's scripts (run by `covertype db upgrade`).
+skip = ("covertype.dags", "covertype.loadtest.locustfile", "covertype.db.migrations.")
 for module in pkgutil.walk_packages(covertype.__path__, "covertype."):
     if not module.name.startswith(skip):
         importlib.import_module(module.name)
@@ -233,14 +234,21 @@ def test_project_dockerfile_installs_a_covertype_that_runs_every_service(
     # Everything the services import at run time is there (help does not import it all),
     # with the drivers and clients their URLs need (MySQL, S3).
     imports = (IMPORT_EVERYTHING, "import locust")  # locust patches ssl: on its own
-    check, *results = run_at_once(
+    # The migrations ship in the package: db-migrate's command makes a data DB at head.
+    data_db = {"COVERTYPE_DATA_DB_URL": f"sqlite:///{tmp_path / 'data.db'}"}
+    upgrade = [str(bin_dir / "covertype"), "db", "upgrade"]
+    check, upgraded, *results = run_at_once(
         [
             functools.partial(_pip_check, bin_dir),
+            functools.partial(
+                subprocess.run, upgrade, env=env | data_db, capture_output=True, text=True
+            ),
             *(functools.partial(run_help, args, bin_dir, home, env) for args in helps),
             *(functools.partial(_python, bin_dir, script, env) for script in imports),
         ]
     )
     assert check.returncode == 0, check.stdout
+    assert upgraded.returncode == 0 and "(head)" in upgraded.stdout, upgraded.stderr
     covertype_help, *service_helps = results[: len(helps)]
     assert covertype_help.returncode == 0 and "serve" in covertype_help.stdout, (
         covertype_help.stderr

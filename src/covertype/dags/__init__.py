@@ -1,2 +1,3 @@
-"""The platform's workflows (DAG files that only wire tasks); Airflow's DAGs folder
-(covertype.orchestrate.airflow_config)."""
+"""The platform's workflows, one file each; the scheduler reads this folder (see
+covertype.orchestrate). Never name the scheduler or its graphs here: a file holding both
+words is parsed as a workflow file."""
