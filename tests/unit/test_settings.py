@@ -153,3 +153,17 @@ def test_a_copy_with_other_variables_is_validated_again(tmp_path):
     assert settings.mlflow.model_name == "covertype"
     with pytest.raises(SettingsError, match="COVERTYPE_SERVE_PORT='0': Input should be greater"):
         settings.with_env({"COVERTYPE_SERVE_PORT": "0"})
+
+
+def test_settings_from_given_variables_ignore_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-the-environment:1")
+    monkeypatch.setenv("COVERTYPE_SERVE_PORT", "1234")
+    given = Settings.from_env({"COVERTYPE_HOME": tmp_path})
+    assert (given.mlflow.tracking_uri, given.serve.port) == ("http://127.0.0.1:8084", 8085)
+    copy = given.with_env({"COVERTYPE_UI_PORT": "9000"})
+    assert (copy.mlflow.tracking_uri, copy.serve.port, copy.ui.port) == (
+        "http://127.0.0.1:8084",
+        8085,
+        9000,
+    )
+    assert Settings().serve.port == 1234  # the environment's, where it is asked for

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,6 +32,10 @@ from covertype.settings.source import SourceSettings
 from covertype.settings.train import TrainSettings
 from covertype.settings.ui import UiSettings
 from covertype.settings.values import Group, setting
+
+# Set while Settings are built from given values only (model_validate alone still reads the
+# environment in pydantic-settings 2.16: its sources run in a validator).
+_GIVEN_ONLY: ContextVar[bool] = ContextVar("covertype_settings_given_only", default=False)
 
 
 class Settings(BaseSettings):
@@ -70,6 +75,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _GIVEN_ONLY.get():  # from_env, with_env: the values given, nothing else
+            return (init_settings,)
         return (
             init_settings,
             _Variables(settings_cls, env_settings),
@@ -80,8 +87,16 @@ class Settings(BaseSettings):
     def from_env(cls, variables: Mapping[str, object]) -> Settings:
         """Settings from these variables alone (not the process's environment, not .env)."""
         lowered = {name.lower(): value for name, value in variables.items()}
-        with _named_errors():
-            return cls.model_validate(_grouped(cls, lowered))
+        return cls._given(_grouped(cls, lowered))
+
+    @classmethod
+    def _given(cls, values: dict[str, Any]) -> Settings:
+        token = _GIVEN_ONLY.set(True)
+        try:
+            with _named_errors():
+                return cls(**values)
+        finally:
+            _GIVEN_ONLY.reset(token)
 
     def with_env(self, variables: Mapping[str, object]) -> Settings:
         """A copy with these variables set (named as in the environment), validated again."""
@@ -90,8 +105,7 @@ class Settings(BaseSettings):
         for name, value in variables.items():
             group, _, field = paths[name.lower()].rpartition(".")
             (values[group] if group else values)[field] = value
-        with _named_errors():
-            return type(self).model_validate(values)
+        return type(self)._given(values)
 
     @model_validator(mode="after")
     def _one_home(self) -> Settings:
