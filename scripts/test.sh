@@ -31,4 +31,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy  # src/, configured in pyproject.toml
-exec .venv/bin/python -m pytest "$@"
+# Files in parallel workers (each file on one: its module fixtures once); most of the
+# integration tests wait on servers. COVERTYPE_TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -n "${COVERTYPE_TEST_WORKERS:-3}" --dist loadfile "$@"

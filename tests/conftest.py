@@ -1,7 +1,10 @@
 """Fixtures every layer shares: data files and frames; each test marked by its layer.
 
-`tests/unit` runs in-process with no server (`pytest -m unit`, under a minute);
-`tests/integration` starts real processes, servers and databases (`pytest -m integration`).
+`tests/unit` runs in-process with no server (`pytest -m unit`, under a minute); `tests/data`
+holds expectations on every batch of the real data, `tests/model` the champion's quality and
+behaviour; `tests/integration` starts real processes, servers and databases
+(`pytest -m integration`). ./scripts/test.sh runs the files in parallel workers, each file on
+one worker (`-n 3 --dist loadfile`): every test makes its own ports, homes and databases.
 """
 
 from __future__ import annotations
@@ -19,11 +22,21 @@ from tests.support.data import write_uci_file
 SESSION_START = time.time()
 
 
+# The longest files first, so the parallel workers end together (seconds on 2 cores, alone).
+LONGEST_FIRST = (
+    "test_stack.py", "test_dags.py", "test_image_installs.py", "test_train.py",
+    "test_serve.py", "test_artifact_store.py",
+)  # fmt: skip
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         layer = Path(str(item.fspath)).parent.name
         if layer in ("unit", "data", "model", "integration"):
             item.add_marker(layer)
+    # Stable: within a file, and among the other files, the collection order stays.
+    order = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(Path(str(item.fspath)).name, len(order)))
 
 
 @pytest.fixture(scope="session")
