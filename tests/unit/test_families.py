@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from covertype import schema
-from covertype.artifact import TRUSTED_TYPES, for_serving
+from covertype.model_artifact import TRUSTED_TYPES, for_serving
 from covertype.train import FAMILIES, TrainingError, build_pipeline
 from covertype.train import families as fam
 from covertype.train.search import sample_candidates
@@ -115,7 +115,7 @@ def test_a_saved_pipeline_names_the_packages_it_needs_pinned(real_frame):
     from importlib.metadata import version
 
     from covertype import schema
-    from covertype.artifact import pip_requirements
+    from covertype.model_artifact import pip_requirements
     from covertype.train import fit_pipeline
 
     rows = real_frame.iloc[:300]

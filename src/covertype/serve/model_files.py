@@ -16,7 +16,7 @@ def load_pipeline(model_dir: Path):
     import skops.io
     import yaml
 
-    from covertype.artifact import TRUSTED_TYPES, for_serving
+    from covertype.model_artifact import TRUSTED_TYPES, for_serving
 
     trusted = sorted(TRUSTED_TYPES)  # what skops may instantiate: training's list, no more
 

@@ -12,7 +12,7 @@ The last loaded version is kept in COVERTYPE_SERVE_MODEL_CACHE (model files and 
 with its metadata). A (re)start serves it at once, before the registry is asked, so an API
 that crashed is back in seconds whether MLflow answers or not; the watcher's first check
 swaps in whatever the alias points at now. Models are unpacked with skops trusting only
-`artifact.TRUSTED_TYPES`, whatever the stored files claim.
+`model_artifact.TRUSTED_TYPES`, whatever the stored files claim.
 """
 
 from __future__ import annotations

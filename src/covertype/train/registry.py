@@ -1,12 +1,12 @@
 """The chosen model into the registry: logged in the parent run with its scores, signature
-and input example (skops format, loadable with `artifact.TRUSTED_TYPES` only), registered
+and input example (skops format, loadable with `model_artifact.TRUSTED_TYPES` only), registered
 as a new version that carries what serving shows about it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from covertype.artifact import TRUSTED_TYPES, for_serving, pip_requirements
+from covertype.model_artifact import TRUSTED_TYPES, for_serving, pip_requirements
 from covertype.settings import Settings
 from covertype.train import evaluate
 from covertype.train.data import Split
