@@ -112,8 +112,14 @@ def search(
             )
         else:
             say(f"[{i}/{len(drawn)}] {candidate.family} failed: {candidate.error}")
-    finished = [c for c in drawn if c.status == "FINISHED"]
-    return max(finished, key=lambda c: c.validation_macro_f1) if finished else None
+    return choose(drawn)
+
+
+def choose(candidates: Sequence[Candidate]) -> Candidate | None:
+    """The search's rule: the best validation macro F1 of the candidates that were scored
+    (a failed one was not); None when none was."""
+    scored = [c for c in candidates if c.status != "FAILED" and c.validation]
+    return max(scored, key=lambda c: c.validation_macro_f1) if scored else None
 
 
 def run_candidate(candidate: Candidate, rows: Split, seed: int, dataset, threads: int = 0) -> None:
