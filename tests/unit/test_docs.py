@@ -5,6 +5,7 @@ code has. The site's build and what a browser shows: tests/integration/test_docs
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import ipaddress
 import re
@@ -270,3 +271,49 @@ def test_each_benchmark_has_its_dated_figures_and_how_to_rerun_it():
         assert found, f"docs/benchmarks.md does not say how to rerun {script.name}"
         dated = re.search(r"\*\*20\d\d-\d\d-\d\d\*\*", found[0])
         assert dated, f"{script.name}: its figures do not say when they were measured"
+
+
+# ---------------------------------------------------------------- code the pages name
+
+PACKAGE = REPO / "src" / "covertype"
+DOTTED = re.compile(r"\bcovertype(?:\.[a-z_][a-z0-9_]*)+\b")
+# A whole code span naming a source file (`serve/heap.py`) or a folder of the package
+# (`covertype/dags/`); other paths (deploy/k8s, the state folder's stack/services/...) are not.
+SOURCE_PATH = re.compile(r"(?:covertype/)?((?:[a-z_]+/)*[a-z_0-9]+\.py)|covertype/([a-z_/]+)")
+
+
+def resolves(name: str) -> bool:
+    """`covertype.a.b.c`: a module, or an attribute of the longest module prefix."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        module = ".".join(parts[:cut])
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            value: object = importlib.import_module(module) if cut < len(parts) else None
+            for attribute in parts[cut:]:
+                if not hasattr(value, attribute):
+                    return False
+                value = getattr(value, attribute)
+            return True
+    return False
+
+
+def test_every_module_function_and_source_file_a_page_names_exists():
+    """Renamed code fails here, not in a reader's hands: `covertype.x.y` must import (or be
+    an attribute of what does), and a source path of the package must be a file or folder."""
+    for path in [*written_pages(), *ROOT_PAGES]:
+        text = path.read_text()
+        for name in sorted(set(DOTTED.findall(text))):
+            assert resolves(name), f"{path.relative_to(REPO)} names {name}, which does not exist"
+        for code in re.findall(r"`([^`\n]+)`", text):
+            match = SOURCE_PATH.fullmatch(code)
+            if match is None:
+                continue
+            relative = match[1] or match[2]
+            if not (PACKAGE / relative.split("/")[0]).exists():
+                continue  # benchmarks/..., tests/..., deploy/...: not the package's
+            target = PACKAGE / relative.rstrip("/")
+            assert target.exists(), f"{path.relative_to(REPO)} names {relative}: not in src"
