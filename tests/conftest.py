@@ -3,8 +3,9 @@
 `tests/unit` runs in-process with no server (`pytest -m unit`, under a minute); `tests/data`
 holds expectations on every batch of the real data, `tests/model` the champion's quality and
 behaviour; `tests/integration` starts real processes, servers and databases
-(`pytest -m integration`). ./scripts/test.sh runs the files in parallel workers, each file on
-one worker (`-n 3 --dist loadfile`): every test makes its own ports, homes and databases.
+(`pytest -m integration`). ./scripts/test.sh runs the local stack's file beside the others,
+which run in two workers, each file on one (`-n 2 --dist loadfile`): every test makes its own
+ports, homes and databases.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from tests.support.data import write_uci_file
 SESSION_START = time.time()
 
 
-# The longest files first, so the parallel workers end together (seconds on 2 cores, alone).
+# The longest files first, so the parallel workers end together.
 LONGEST_FIRST = (
-    "test_stack.py", "test_dags.py", "test_image_installs.py", "test_train.py",
+    "test_dags.py", "test_image_installs.py", "test_train.py",
     "test_serve.py", "test_artifact_store.py",
 )  # fmt: skip
 
