@@ -532,7 +532,7 @@ def record_page() -> str:
         else:
             field = schema.LABEL_FIELD
             rows.append((number, f"`{name}`", "integer", f"{field.low} – {field.high}", field.unit))
-    aliases = sorted(schema._WILDERNESS_ALIASES.items(), key=lambda item: (item[1], item[0]))
+    aliases = sorted(schema.WILDERNESS_SPELLINGS.items(), key=lambda item: (item[1], item[0]))
     examples = [
         (schema.WILDERNESS, "Comanche Peak"),
         (schema.WILDERNESS, "  cache LA poudre "),

@@ -61,7 +61,7 @@ def up(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every service's output."),
 ):
     """Run the whole platform locally under supervisord until Ctrl-C: source, MLflow,
-    Airflow, API, UI."""
+    Airflow, API, UI, and Prometheus where it is installed; the data DB upgraded first."""
     from covertype.stack import commands
 
     raise typer.Exit(commands.up(fast=fast, verbose=verbose, echo=typer.echo))
@@ -232,7 +232,7 @@ def ui(
     host: str = typer.Option(None, help="Bind address [default: COVERTYPE_UI_HOST]."),
     port: int = typer.Option(None, help="Port [default: COVERTYPE_UI_PORT]."),
 ):
-    """The Streamlit front end: a prediction form, CSV batches, the model card."""
+    """The Streamlit front end: a prediction form, CSV batches, the model card, monitoring."""
     import os
     import sys
     from pathlib import Path

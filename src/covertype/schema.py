@@ -78,7 +78,8 @@ COVER_TYPE_NAMES = (
 )
 LABEL_FIELD = IntField(LABEL, 0, len(COVER_TYPE_NAMES) - 1, "class (UCI 1–7 minus one)")
 
-_WILDERNESS_ALIASES = {name.lower(): name for name in WILDERNESS_AREAS} | {
+# Every accepted spelling (lower case, spaces collapsed) of each wilderness area.
+WILDERNESS_SPELLINGS = {name.lower(): name for name in WILDERNESS_AREAS} | {
     "comanche": "Commanche",
     "comanche peak": "Commanche",
     "commanche peak": "Commanche",
@@ -132,7 +133,7 @@ def _parse_int(field: IntField, value: object) -> int:
 def normalise_wilderness(value: object) -> str:
     key = " ".join(str(value).split()).lower()
     try:
-        return _WILDERNESS_ALIASES[key]
+        return WILDERNESS_SPELLINGS[key]
     except KeyError:
         raise FieldError(
             WILDERNESS, value, "is not a known wilderness area", WILDERNESS_ALLOWED

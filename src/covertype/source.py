@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel, Field
 
 from covertype import dataset, schema
 from covertype.errors import CovertypeError
@@ -146,6 +147,23 @@ def call_rows(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(batch, size=math.ceil(len(batch) / 10), replace=False))
 
 
+class BatchAnswer(BaseModel):
+    group_number: int = Field(examples=[7])
+    batch_number: int = Field(ge=1, le=BATCHES, examples=[1])
+    data: list[list[str]] = Field(
+        description="rows of the 13 fields (schema.FIELDS) in order, every value a string",
+        examples=[[["2596", "51", "3", "258", "0", "510", "221", "232", "148", "6279", "Rawah",
+                    "C7745", "4"]]],
+    )  # fmt: skip
+
+
+class Refused(BaseModel):
+    detail: str = Field(examples=["group_number must be a whole number from 1 to 10; got '12'"])
+
+
+REFUSED = {"model": Refused, "description": "A bad group, or every batch already served"}
+
+
 class SourceRequestError(CovertypeError):
     """A request the course's data API refuses with 400: a bad group, or all data served."""
 
@@ -226,7 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(CovertypeError, error_response)  # type: ignore[arg-type]
     registry.register(_GroupStates(app))
 
-    @app.get("/")
+    @app.get("/", summary="What this source serves: rows, batches, order, each group's batch")
     def root(request: Request) -> dict:
         state = request.app.state
         return {
@@ -253,7 +271,12 @@ def create_app(settings: Settings) -> FastAPI:
             ],
         }
 
-    @app.get("/data")
+    @app.get(
+        "/data",
+        summary="A random tenth of the group's current batch (the next batch once the window "
+        "is over), every value a string in the record's order",
+        responses={200: {"model": BatchAnswer}, 400: REFUSED},
+    )
     def data(request: Request, group_number: str | None = None) -> dict:
         group = parse_group(group_number)
         state = request.app.state
@@ -269,12 +292,16 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return {"group_number": group, "batch_number": current.batch_number, "data": rows}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def metrics() -> PlainTextResponse:
         """Prometheus: rows served, and each group's batch (read from the state file)."""
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/restart_data_generation")
+    @app.get(
+        "/restart_data_generation",
+        summary="Start the group again at batch 1",
+        responses={400: REFUSED},
+    )
     def restart(request: Request, group_number: str | None = None) -> dict:
         group = parse_group(group_number)
         state = request.app.state.store.restart(group, time.time())

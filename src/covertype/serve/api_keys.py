@@ -102,12 +102,19 @@ async def _unauthorized(send, detail: str) -> None:
 
 def document(schema: dict) -> dict:
     """The OpenAPI schema with the two ways to send a key, required everywhere but the
-    probes (the docs page's "Authorize" button)."""
+    probes (the docs page's "Authorize" button); /metrics takes the scraper's key only."""
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
-            operation["security"] = [] if path in PROBES else [{"ApiKey": []}, {"Bearer": []}]
-            if path not in PROBES:
+            if path in PROBES:
+                operation["security"] = []
+            elif path == METRICS:
+                operation["security"] = [{"Bearer": []}]
+                operation.setdefault("responses", {})["401"] = {
+                    "description": "No key, or not the scraper's (COVERTYPE_METRICS_KEY) as Bearer"
+                }
+            else:
+                operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
                 operation.setdefault("responses", {})["401"] = {
                     "description": "No API key, or not one of COVERTYPE_API_KEYS"
                 }

@@ -1,12 +1,12 @@
 """LightGBM's trees through ONNX Runtime: the served path's model for batches.
 
-Measured in-process on the 3,500-tree champion (benchmarks/bench_predictors.py, README):
-for a batch ONNX Runtime's tree ensemble costs a third of the booster's time per row; for
-one row it costs more than LightGBM's single-row C API, which therefore keeps single rows
-(`fast.LightGBMModel`). lleaves and tl2cgen compile the trees to machine code but took from
-2.5 to over 10 minutes (LLVM, gcc) for this model on two cores, at every new version. The
-conversion (onnxmltools) takes seconds and runs once per version: the .onnx file is kept
-beside the model files in the API's cache.
+Measured in-process on the 3,500-tree champion (benchmarks/bench_predictors.py, the
+benchmarks page of the docs): for a batch ONNX Runtime's tree ensemble costs a third of the
+booster's time per row; for one row it costs more than LightGBM's single-row C API, which
+therefore keeps single rows (`predictors.LightGBMModel`). lleaves and tl2cgen compile the
+trees to machine code but took from 2.5 to over 10 minutes (LLVM, gcc) for this model on
+two cores, at every new version. The conversion (onnxmltools) takes seconds and runs once
+per version: the .onnx file is kept beside the model files in the API's cache.
 
 ONNX's tree ensemble compares float32 inputs with float32 thresholds and sums float32
 leaves, so its probabilities differ from LightGBM's in the seventh digit (ONNX_TOLERANCE);
