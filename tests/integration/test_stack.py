@@ -59,8 +59,9 @@ def stack_env(tmp_path_factory, real_data) -> dict[str, str]:
         "COVERTYPE_SOURCE_DATA": str(real_data),
         "COVERTYPE_AIRFLOW_ADMIN_PASSWORD": "stack-test-password",
         "COVERTYPE_LOCUST_PASSWORD": "unused-here",
-        # Batches of a minute: the source still has data while the fault tests run.
-        "COVERTYPE_BATCH_SECONDS": "60",
+        # Batches of 40 s: the source still has data while the fault tests run (ten windows,
+        # 7.5 min), and Neota's batch 5 is in before the Monitoring tab's test (3.75 min).
+        "COVERTYPE_BATCH_SECONDS": "40",
         # The drift scenario the Monitoring tab's screenshot shows (Neota after Rawah, ...).
         "COVERTYPE_SOURCE_ORDER": "wilderness",
         # Logins on, as for a user: `up` generates every secret (clean_env turns them off).
