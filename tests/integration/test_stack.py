@@ -18,6 +18,7 @@ import signal
 import socket
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -96,6 +97,8 @@ class Stack:
         self.env, self.up = env, up
         self.home = Path(env["COVERTYPE_HOME"])
         self.api = url(env, "COVERTYPE_SERVE_PORT")
+        # (stopped, answering again) in epoch seconds, each time a test takes MLflow away.
+        self.mlflow_outages: list[tuple[float, float]] = []
 
     def record(self, name: str) -> ServiceRecord:
         return ServiceRecord.load(self.home, name)
@@ -132,6 +135,22 @@ class Stack:
             return httpx.get(url(self.env, path_of) + path, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def batches_collected_during(self, outages: list[tuple[float, float]]) -> set[int]:
+        """The batches whose first row was stored within 30 s of one of the outages."""
+        with sqlite3.connect(self.home / "cover_type.db") as db:
+            first = db.execute(
+                "SELECT batch_number, MIN(ingested_at) FROM cover_type GROUP BY batch_number"
+            ).fetchall()
+        stored = {
+            batch: datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp() for batch, at in first
+        }
+        return {
+            batch
+            for batch, at in stored.items()
+            for start, end in outages
+            if start - 30 <= at <= end + 30
+        }
 
     def rows_since(self, when: float) -> dict[int, int]:
         """Rows stored after `when` (epoch seconds), by batch."""
@@ -289,6 +308,7 @@ def test_mlflow_killed_no_prediction_fails_and_the_api_sees_the_registry_again(s
         stack.wait(lambda: stack.ready()["registry"]["reachable"] is False, 30, "registry down")
         stack.wait(lambda: stack.healthy("COVERTYPE_MLFLOW_PORT", "/health"), 60, "MLflow back")
         back = time.time() - killed
+        stack.mlflow_outages.append((killed, time.time()))
         stack.wait(lambda: stack.ready()["registry"]["reachable"] is True, 30, "registry seen")
         seen = time.time() - killed  # within 30 s of MLflow's return, or wait() failed
         time.sleep(1)
@@ -358,6 +378,7 @@ def test_source_api_killed_restarts_with_its_group_state(stack):
 def test_inference_api_killed_while_mlflow_is_down_serves_its_cached_champion(stack, records):
     # After the tests above, the API has served for over a minute: a first exit again (1 s).
     supervisor = Supervisor(stack.home)
+    stopped = time.time()
     supervisor.stop("mlflow")
     try:
         stack.wait(lambda: stack.ready()["registry"]["reachable"] is False, 30, "registry down")
@@ -375,6 +396,8 @@ def test_inference_api_killed_while_mlflow_is_down_serves_its_cached_champion(st
         stack.wait(lambda: stack.ready()["registry"]["reachable"] is False, 30, "registry down")
     finally:
         supervisor.start("mlflow")
+        stack.wait(lambda: stack.healthy("COVERTYPE_MLFLOW_PORT", "/health"), 60, "MLflow back")
+        stack.mlflow_outages.append((stopped, time.time()))
     stack.wait(lambda: stack.ready()["registry"]["reachable"] is True, 60, "registry again")
     fault("inference API, MLflow stopped", back, len(load.failures()), load.requests, "cache")
 
@@ -451,6 +474,17 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
                 "WHERE kind = 'batch' AND computed = 1 ORDER BY batch_number"
             ).fetchall()
 
+    def every_report() -> dict[int, list[str]]:
+        """Each batch's stored reports, computed or not: the reasons."""
+        with sqlite3.connect(stack.home / "cover_type.db") as db:
+            rows = db.execute(
+                "SELECT batch_number, reason FROM drift_reports WHERE kind = 'batch'"
+            ).fetchall()
+        found: dict[int, list[str]] = {}
+        for batch, reason in rows:
+            found.setdefault(batch, []).append(reason)
+        return found
+
     # Neota's first batch is batch 5: collected at most 5 collection windows (a batch plus the
     # collection's margin) after the first, its report ~20 s later. A screenshot either way;
     # the assertion follows it.
@@ -459,11 +493,19 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
     with contextlib.suppress(AssertionError):
         wait_for(lambda: any(d for _, d in reports()), 5 * window + 30, "a drifted batch")
     seen = reports()
+    stored = every_report()
     print(f"\nbatch drift reports (batch, drifted): {seen}")
+    for batch, reasons in sorted(stored.items()):
+        print(f"  batch {batch}: {reasons}")
     # Every batch after the first champion has its report, made against the champion serving
-    # when it arrived: no gaps where a training had already absorbed the batch.
+    # when it arrived: no gaps where a training had already absorbed the batch. The one
+    # exception: a batch collected while a test above had MLflow down, whose report can only
+    # say why it was not made (or, when the collection's report gave up, is made by nobody).
     numbers = sorted({batch for batch, _ in seen})
-    assert len(numbers) >= 3 and numbers == list(range(numbers[0], numbers[-1] + 1)), seen
+    excused = stack.batches_collected_during(stack.mlflow_outages)
+    print(f"MLflow outages {stack.mlflow_outages}: batches {sorted(excused)} collected then")
+    missing = set(range(numbers[0], numbers[-1] + 1)) - set(numbers) if numbers else set()
+    assert len(numbers) >= 3 and missing <= excused, (seen, stored, excused)
 
     ui = url(stack.env, "COVERTYPE_UI_PORT")
     with headless_chromium(tmp_path, height=2300) as browser:
