@@ -4,12 +4,14 @@
 holds expectations on every batch of the real data, `tests/model` the champion's quality and
 behaviour; `tests/integration` starts real processes, servers and databases
 (`pytest -m integration`). ./scripts/test.sh runs the local stack's file beside the others,
-which run in two workers, each file on one (`-n 2 --dist loadfile`): every test makes its own
-ports, homes and databases.
+which run in one process at the lowest priority: every test makes its own ports, homes and
+databases. SIGTERM ends a run as Ctrl-C does, fixtures stopping their servers (test.sh's
+streams run in the background, where Ctrl-C does not reach them).
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -23,11 +25,12 @@ from tests.support.data import write_uci_file
 SESSION_START = time.time()
 
 
-# The longest files first, so the parallel workers end together.
-LONGEST_FIRST = (
-    "test_dags.py", "test_image_installs.py", "test_train.py",
-    "test_serve.py", "test_artifact_store.py",
-)  # fmt: skip
+def pytest_sessionstart(session) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -35,9 +38,6 @@ def pytest_collection_modifyitems(items) -> None:
         layer = Path(str(item.fspath)).parent.name
         if layer in ("unit", "data", "model", "integration"):
             item.add_marker(layer)
-    # Stable: within a file, and among the other files, the collection order stays.
-    order = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: order.get(Path(str(item.fspath)).name, len(order)))
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from covertype.priority import keep_priority
+
 # The venv's bin: `covertype`, `airflow`, `mlflow`, `uvicorn` are started by name from it
 # (`mlflow models serve` runs `uvicorn` from PATH), also when the venv is not activated.
 VENV_BIN = Path(sys.executable).parent
@@ -149,6 +151,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=keep_priority(),
             )
         return self
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import psutil
 
+from covertype.priority import keep_priority
 from covertype.stack.state import (
     BACKOFF,
     EXITED,
@@ -230,7 +231,7 @@ class Guard:
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             self.leader = leader = subprocess.Popen(
-                self.command, start_new_session=True, preexec_fn=die_with_parent()
+                self.command, start_new_session=True, preexec_fn=keep_priority(die_with_parent())
             )
             self._started(leader)
         finally:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from covertype.errors import CovertypeError
+from covertype.priority import keep_priority
 from covertype.processes import VENV_BIN
 from covertype.settings import write_secret
 from covertype.stack import guard
@@ -132,7 +133,7 @@ class Supervisor:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent(signal_number=15),
+                preexec_fn=keep_priority(die_with_parent(signal_number=15)),
             )
 
     def client(self) -> xmlrpc.client.ServerProxy:

@@ -21,6 +21,7 @@ import httpx
 import psutil
 
 from covertype.orchestrate import airflow_config
+from covertype.priority import keep_priority
 from covertype.processes import memory_bytes, session_members
 from covertype.settings import Settings
 from covertype.stack import probes, progress
@@ -100,6 +101,7 @@ class Watcher(threading.Thread):
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=keep_priority(),
             )
 
     def _airflow_migrated(self) -> None:
