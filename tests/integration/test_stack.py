@@ -275,6 +275,10 @@ def test_up_fast_serves_a_champion_end_to_end(stack, real_frame, tmp_path):
         row = rf"^\s+{name}\s+running\s+0\s+–\s+[\d,]+ MiB\s+healthy"
         assert re.search(row, status.stdout, re.M), status.stdout
     assert f"served: covertype version {version}" in status.stdout
+    # Airflow's tasks (collection, drift reports, training) yield the CPU to the services.
+    for name, nice in (("airflow-scheduler", 10), ("airflow-dag-processor", 10), ("serve", 0)):
+        sid = stack.record(name).sid
+        assert Path(f"/proc/{sid}/autogroup").read_text().endswith(f"nice {nice}\n"), name
     peak = re.search(r"peak memory ([\d,]+) MiB", status.stdout)
     assert peak, status.stdout
     print(f"stack memory (PSS) peak so far: {peak.group(1)} MiB")

@@ -19,6 +19,7 @@ import httpx
 import psutil
 import pytest
 
+from covertype.priority import session_nice
 from covertype.processes import session_members
 from covertype.stack import guard
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord
@@ -43,11 +44,12 @@ def answers(port: int) -> bool:
 class Supervised:
     """A real supervisord with the given programs, in its own COVERTYPE_HOME."""
 
-    def __init__(self, tmp: Path, programs: dict[str, list[str]]):
+    def __init__(self, tmp: Path, programs: dict[str, list[str]], nice: dict[str, int]):
         self.home = tmp / "home"
         self.supervisor = Supervisor(self.home)
         self.supervisor.write_config(
-            [(name, command, True, {}) for name, command in programs.items()], cwd=tmp
+            [(name, command, True, {}, nice.get(name, 0)) for name, command in programs.items()],
+            cwd=tmp,
         )
         env = clean_env({"COVERTYPE_HOME": str(self.home)})
         self.process = self.supervisor.spawn(env, tmp / "supervisord.out")
@@ -81,8 +83,8 @@ def server(tmp_path) -> list[str]:
 def supervised(tmp_path):
     started: list[Supervised] = []
 
-    def start(programs: dict[str, list[str]]) -> Supervised:
-        started.append(Supervised(tmp_path, programs))
+    def start(programs: dict[str, list[str]], nice: dict[str, int] | None = None) -> Supervised:
+        started.append(Supervised(tmp_path, programs, nice or {}))
         return started[-1]
 
     yield start
@@ -117,6 +119,29 @@ def test_a_killed_tree_is_stopped_whole_and_restarted_after_a_backoff(supervised
     assert again.started_at - again.exits[-1].at >= 2 * guard.FIRST_BACKOFF_SECONDS - 0.2
     wait_for(lambda: answers(port), 30, "answer after the second restart")
     assert stack.close() == []
+
+
+def test_a_niced_service_runs_its_whole_tree_in_a_session_of_that_niceness(supervised, server):
+    """Linux weighs sessions against each other: the niceness must be the session's."""
+    ports = free_port(), free_port()
+    stack = supervised({"batch": [*server, str(ports[0])], "web": [*server, str(ports[1])]},
+                       nice={"batch": 10})  # fmt: skip
+    for port in ports:
+        wait_for(lambda port=port: answers(port), 30, "answer")
+
+    def niceness(name: str) -> set[tuple[int, int]]:
+        """(process nice, session's autogroup nice) of every member of the tree."""
+        return {(psutil.Process(pid).nice(), autogroup_nice(pid)) for pid in stack.tree(name)}
+
+    base = session_nice()  # scripts/test.sh runs this file at 10
+    batch = min(19, base + 10)
+    assert batch > base, f"at nice {base}, the niced service could not be told apart"
+    assert niceness("batch") == {(batch, batch)}
+    assert niceness("web") == {(base, base)}
+
+
+def autogroup_nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
 
 
 def test_a_crash_looping_service_is_marked_failed_while_the_rest_serves(supervised, server):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from covertype.priority import session_nice
+
 CHILD = """
 import sys, time
 from pathlib import Path
@@ -29,5 +31,7 @@ def autogroup_nice_of_a_server_started_under(nice: int, tmp_path: Path) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="a kernel without autogroups")
 def test_a_niced_parent_s_server_session_is_niced_too(tmp_path):
-    assert autogroup_nice_of_a_server_started_under(7, tmp_path) == 7
-    assert autogroup_nice_of_a_server_started_under(0, tmp_path) == 0
+    base = session_nice()  # scripts/test.sh runs this file at 10
+    assert base <= 12, f"at nice {base}, a nicer server could not be told apart"
+    assert autogroup_nice_of_a_server_started_under(7, tmp_path) == base + 7
+    assert autogroup_nice_of_a_server_started_under(0, tmp_path) == base

@@ -237,7 +237,7 @@ def test_a_services_environment_reaches_supervisord_as_written(tmp_path):
 
     tricky = 'a"b\\c%d,e=f'
     supervisor = Supervisor(tmp_path)
-    programs = [("serve", ["true"], True, {"X_SECRET": tricky, "Y": "2", "Z": "it's"})]
+    programs = [("serve", ["true"], True, {"X_SECRET": tricky, "Y": "2", "Z": "it's"}, 0)]
     supervisor.write_config(programs, tmp_path)
     assert supervisor.config.stat().st_mode & 0o777 == 0o600  # it holds MLflow logins
     [line] = [x for x in supervisor.config.read_text().splitlines() if x.startswith("environment=")]
@@ -245,7 +245,7 @@ def test_a_services_environment_reaches_supervisord_as_written(tmp_path):
     parsed = dict_of_key_value_pairs(line.removeprefix("environment=").replace("%%", "%"))
     assert parsed == {"X_SECRET": tricky, "Y": "2", "Z": "it's"}
     with pytest.raises(ValueError, match="both ' and"):
-        supervisor.write_config([("ui", ["true"], True, {"X": "\"'"})], tmp_path)
+        supervisor.write_config([("ui", ["true"], True, {"X": "\"'"}, 0)], tmp_path)
 
 
 def test_logins_off_is_refused_when_a_service_listens_beyond_this_machine(monkeypatch, tmp_path):

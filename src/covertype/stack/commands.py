@@ -147,7 +147,13 @@ def up(fast: bool = False, verbose: bool = False, echo: Echo = say) -> int:
     supervisor = Supervisor(home)
     # Airflow's components wait for their metadata DB (the watcher migrates it first).
     programs = [
-        (s.name, s.command(), s.group != AIRFLOW, logins.service_environment(settings, s.name))
+        (
+            s.name,
+            s.command(),
+            s.group != AIRFLOW,
+            logins.service_environment(settings, s.name),
+            s.nice,
+        )
         for s in SERVICES
     ]
     supervisor.write_config(programs, cwd=Path.cwd())

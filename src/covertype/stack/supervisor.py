@@ -28,7 +28,7 @@ from covertype.stack import guard
 from covertype.stack.state import stack_dir
 
 # name, command, started with supervisord, environment of its own (beside supervisord's)
-Program = tuple[str, list[str], bool, dict[str, str]]
+Program = tuple[str, list[str], bool, dict[str, str], int]  # name, command, autostart, env, nice
 
 STOP_WAIT_SECONDS = guard.GRACE_SECONDS + 15  # then supervisord SIGKILLs the guard
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
@@ -96,11 +96,13 @@ class Supervisor:
             f"serverurl=unix://{_value(str(self.socket))}",
             "",
         ]
-        for name, command, autostart, environment in programs:
+        for name, command, autostart, environment, nice in programs:
             if any("\n" in part for part in [*command, *environment.values()]):
                 raise ValueError(f"{name}: supervisord's config cannot hold a newline")
             log = self.log_path(name)
-            guarded = [sys.executable, "-m", "covertype.stack.guard", name, str(log), "--"]
+            # A niced guard gives the service's session its niceness (covertype.priority).
+            niced = ["nice", "-n", str(nice)] if nice else []
+            guarded = [*niced, sys.executable, "-m", "covertype.stack.guard", name, str(log), "--"]
             sections += [
                 f"[program:{name}]",
                 f"command={_value(shlex.join([*guarded, *command]))}",
