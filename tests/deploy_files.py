@@ -1,12 +1,11 @@
 """The deployment files as data, for the deploy tests of both layers: compose services (their
-environment, command, compose's interpolation), the objects `kubectl kustomize` renders,
-Dockerfile instructions by stage, the settings a container sees (by environment variable),
-the routes the apps serve and `--help` runs of the commands the services start."""
+environment, command, compose's interpolation), the objects `kubectl kustomize` renders, the
+settings a container sees (by environment variable) and the routes the apps serve. Dockerfiles
+and `--help` runs of the services' commands: tests/support/dockerfiles.py and commands.py."""
 
 from __future__ import annotations
 
 import ast
-import concurrent.futures
 import functools
 import importlib.util
 import os
@@ -14,8 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
@@ -34,8 +32,6 @@ COMPOSE_FILES = [MAIN_COMPOSE, LOCUST_COMPOSE]
 K8S = ROOT / "deploy/k8s"
 KUSTOMIZATIONS = [K8S, ROOT / "deploy/monitoring"]
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY")
-# Checks run at once: each is a Python start-up, mostly CPU (Airflow's takes seconds).
-PARALLEL = max(2, os.cpu_count() or 1)
 
 
 def load_yaml(path: Path):
@@ -104,14 +100,10 @@ def interpolate(text: str, env: dict[str, str] | None = None, *, strict: bool = 
     return _REFERENCE.sub(substitute, text)
 
 
-def interpolate_tree(obj, env: dict[str, str]):
-    """A compose file's every string interpolated strictly with `env` (compose's .env), as
-    `docker compose config` does before anything starts."""
-    if isinstance(obj, dict | list):
-        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
-        done = {key: interpolate_tree(value, env) for key, value in items}
-        return done if isinstance(obj, dict) else list(done.values())
-    return interpolate(obj, env, strict=True) if isinstance(obj, str) else obj
+def interpolated(path: Path, env: dict[str, str]):
+    """A compose file interpolated strictly with `env` (compose's .env), as `docker compose
+    config` does before anything starts (its text: no comment in the files holds a `$`)."""
+    return yaml.safe_load(interpolate(path.read_text(), env, strict=True))
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -131,10 +123,6 @@ def run_argv(service: dict) -> list[str]:
     """argv without the Airflow image's init (dumb-init), which only reaps and forwards."""
     args = argv(service)
     return args[2:] if args[:2] == ["/usr/bin/dumb-init", "--"] else args
-
-
-def project_services(services: dict) -> dict[str, dict]:
-    return {n: s for n, s in services.items() if s["image"].startswith("${COVERTYPE_IMAGE")}
 
 
 def airflow_services(services: dict) -> dict[str, dict]:
@@ -185,38 +173,6 @@ def dig(obj, dotted: str):
     return obj
 
 
-# ---------------------------------------------------------------- Dockerfiles
-
-Instruction = namedtuple("Instruction", "keyword args stage")
-
-
-def dockerfile(path: Path) -> list[Instruction]:
-    """A Dockerfile's instructions (continuations joined, comments dropped), by stage."""
-    text = re.sub(r"\\\n", " ", re.sub(r"^\s*#.*\n", "", path.read_text(), flags=re.M))
-    instructions, stage = [], -1
-    for line in filter(None, (line.strip() for line in text.splitlines())):
-        keyword, _, args = line.partition(" ")
-        stage += keyword.upper() == "FROM"
-        instructions.append(Instruction(keyword.upper(), " ".join(args.split()), stage))
-    return instructions
-
-
-def run_command(instruction: Instruction) -> str:
-    """A RUN's shell command without its flags (--mount=...)."""
-    return re.sub(r"^(--\S+\s+)+", "", instruction.args)
-
-
-def from_image(instructions: list[Instruction], stage: int) -> str:
-    """A stage's base image, ARG defaults substituted."""
-    args = dict(i.args.split("=", 1) for i in instructions if i.keyword == "ARG" and i.stage == -1)
-    line = next(i.args for i in instructions if i.keyword == "FROM" and i.stage == stage)
-    return re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], line.split()[0])
-
-
-def pins(path: Path) -> dict[str, str]:
-    return {n.lower(): v for n, v in re.findall(r"^([\w.\-]+)==(\S+)", path.read_text(), re.M)}
-
-
 # ---------------------------------------------------------------- what the apps serve
 
 
@@ -247,35 +203,3 @@ def served_routes(home: Path) -> dict[str, set[str]]:
     ]
     ui = {"/" + ROUTE_HEALTH.lstrip("/")}
     return {"inference": inference, "source": source, "mlflow": set(health), "ui": ui}
-
-
-# ---------------------------------------------------------------- commands, with --help
-
-
-def help_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COVERTYPE_", "AIRFLOW"))}
-    return env | {"COVERTYPE_HOME": str(home), "NO_COLOR": "1"}
-
-
-def run_help(
-    args: Sequence[str], bin_dir: Path, home: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """`args --help` with args[0] taken from `bin_dir`: exit 0 means every subcommand and
-    option in `args` exists (argparse and click reject unknown ones before printing help).
-    `env` defaults to help_env(home)."""
-    command = [str(bin_dir / args[0]), *args[1:], "--help"]
-    env = help_env(home) if env is None else env
-    return subprocess.run(
-        command, env=env, cwd=home.parent, capture_output=True, text=True, timeout=120
-    )
-
-
-def run_helps(commands: Sequence[Sequence[str]], bin_dir: Path, home: Path) -> list:
-    """run_help of each command, PARALLEL at a time; results in the order of `commands`."""
-    return run_at_once([functools.partial(run_help, args, bin_dir, home) for args in commands])
-
-
-def run_at_once(calls: Sequence[Callable]) -> list:
-    """Each call in a thread, PARALLEL at a time; results in the order of `calls`."""
-    with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
-        return list(pool.map(lambda call: call(), calls))

@@ -24,14 +24,12 @@ from tests.deploy_files import (
     containers,
     environment,
     healthcheck_url,
-    help_env,
     interpolate,
     pods,
-    project_services,
-    run_helps,
     setting,
     settings_of,
 )
+from tests.support.commands import help_env, project_services, run_helps
 from tests.support.environment import BIN, MYSQL_URL
 
 

@@ -5,12 +5,10 @@ but the site's own for anything (no CDN, no web font)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -20,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.browser import CHROMIUM_FLAGS, SCREENSHOTS
+from tests.support.browser import SCREENSHOTS, headless_chromium
 from tests.support.environment import BIN, REPO
 
 BUILD_TIMEOUT = 300  # the first build also fetches Mermaid with npm (tens of MB)
@@ -62,28 +60,6 @@ def served(site) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextlib.contextmanager
-def chromium(tmp: Path, width: int = 1400, height: int = 1100):
-    """Debian's headless Chromium with tests/support/browser.py's flags, recording every
-    request it makes (Chrome's performance log) and the console."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert binary and driver, "Debian packages chromium and chromium-driver (scripts/test.sh)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (*CHROMIUM_FLAGS, f"--window-size={width},{height}"):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp / 'chromium'}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(driver), options=options)
-    try:
-        yield browser
-    finally:
-        browser.quit()
 
 
 def requested(browser) -> list[str]:
@@ -145,7 +121,7 @@ def test_home_page_and_settings_reference_render_with_nothing_from_another_host(
     from selenium.webdriver.common.by import By
 
     SCREENSHOTS.mkdir(exist_ok=True)
-    with chromium(tmp_path) as browser:
+    with headless_chromium(tmp_path, record=True) as browser:
         browser.get(served + "/")
         wait_for(lambda: "Where to find what" in browser.find_element(By.TAG_NAME, "body").text)
         assert browser.title.startswith("covertype")
@@ -173,7 +149,7 @@ def test_the_architecture_diagram_is_drawn_as_svg_from_the_sites_own_mermaid(ser
     from selenium.webdriver.common.by import By
 
     SCREENSHOTS.mkdir(exist_ok=True)
-    with chromium(tmp_path) as browser:
+    with headless_chromium(tmp_path, record=True) as browser:
         browser.get(served + "/concepts/architecture/")
         wait_for(lambda: shadow_svgs(browser), timeout=60, what="the Mermaid diagram's SVG")
         [diagram] = shadow_svgs(browser)
@@ -194,7 +170,7 @@ def test_the_architecture_diagram_is_drawn_as_svg_from_the_sites_own_mermaid(ser
 def test_search_works_offline(served, tmp_path):
     from selenium.webdriver.common.by import By
 
-    with chromium(tmp_path) as browser:
+    with headless_chromium(tmp_path, record=True) as browser:
         browser.get(served + "/")
         browser.find_element(By.CSS_SELECTOR, "label.md-search__icon, .md-search__input").click()
         field = browser.find_element(By.CSS_SELECTOR, "input.md-search__input")

@@ -33,17 +33,12 @@ from tests.deploy_files import (
     airflow_services,
     argv,
     compose_services,
-    dockerfile,
     environment,
-    help_env,
     interpolate,
-    pins,
-    project_services,
     run_argv,
-    run_at_once,
-    run_command,
-    run_help,
 )
+from tests.support.commands import help_env, project_services, run_at_once, run_help
+from tests.support.dockerfiles import dockerfile, pins, run_command
 
 PYTHON311 = shutil.which("python3.11") or sys.executable
 

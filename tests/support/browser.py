@@ -17,8 +17,9 @@ CHROMIUM_FLAGS = (
 
 
 @contextlib.contextmanager
-def headless_chromium(tmp: Path, width: int = 1400, height: int = 1100):
-    """A Selenium driver of Debian's chromium and chromium-driver, quit at the end."""
+def headless_chromium(tmp: Path, width: int = 1400, height: int = 1100, record: bool = False):
+    """A Selenium driver of Debian's chromium and chromium-driver, quit at the end; `record`:
+    every request it makes (Chrome's performance log) and the console, for `get_log`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -29,6 +30,8 @@ def headless_chromium(tmp: Path, width: int = 1400, height: int = 1100):
     for flag in (*CHROMIUM_FLAGS, f"--window-size={width},{height}"):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp / 'chromium'}")
+    if record:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     browser = webdriver.Chrome(service=Service(driver), options=options)
     try:
         yield browser

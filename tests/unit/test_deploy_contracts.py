@@ -20,9 +20,9 @@ from covertype.tracking.server import server_command, server_environment
 
 from tests.deploy_files import (  # isort: skip
     COMPOSE_FILES, K8S, LOCUST_COMPOSE, MAIN_COMPOSE, ROOT, SECRET_NAME, SETTINGS_ENV, SHARED,
-    InterpolationError, airflow_services, by_kind, compose_services, containers, dig, dockerfile,
-    environment, from_image, healthcheck_url, interpolate, interpolate_tree, load_yaml, pods,
-    references, rendered, run_argv, served_routes, setting, settings_of,
+    InterpolationError, airflow_services, by_kind, compose_services, containers, dig, environment,
+    healthcheck_url, interpolate, interpolated, load_yaml, pods, references, rendered, run_argv,
+    served_routes, setting, settings_of,
 )  # fmt: skip
 
 
@@ -123,11 +123,9 @@ SERVICES = {
     "locust-worker": Service(probe=False, after="locust-master", needs="COVERTYPE_API_URL",
                              secrets=pairs("COVERTYPE_API_KEY")),
 }  # fmt: skip
-# Inside a container a server listens on every interface.
-LISTEN_ANYWHERE = {
-    "COVERTYPE_SOURCE_HOST", "COVERTYPE_MLFLOW_HOST", "COVERTYPE_SERVE_HOST", "COVERTYPE_UI_HOST",
-    "COVERTYPE_AIRFLOW_HOST", "COVERTYPE_LOCUST_HOST",
-}  # fmt: skip
+# Inside a container a server listens on every interface (the public host: the browser's).
+LISTEN_ANYWHERE = {v for s in SERVICES.values() for v in s.needs.split() if v.endswith("_HOST")}
+LISTEN_ANYWHERE -= {"COVERTYPE_PUBLIC_HOST"}
 # Published with no login: the course's public data; the gateway (the api replicas check keys).
 OPEN_BY_DESIGN = {"source", "api-gateway"}
 # What compose may take from .env: secrets, and settings that mean the same on the host and in
@@ -137,8 +135,10 @@ PASSED_FROM_ENV_FILE = {v for s in SERVICES.values() for v in s.secrets.values()
     "COVERTYPE_MODEL_ALIAS", "COVERTYPE_PUBLIC_HOST", "COVERTYPE_AIRFLOW_ADMIN_USER",
     "COVERTYPE_LOCUST_USER", "COVERTYPE_UI_USER", "COVERTYPE_MLFLOW_ADMIN_USER",
 }  # fmt: skip
+AGREED = {"COVERTYPE_BATCH_SECONDS", "COVERTYPE_GROUP_NUMBER", "COVERTYPE_MODEL_NAME"}
 # The health routes Prometheus' and Grafana's documentation gives.
 UPSTREAM_ROUTES = {"prometheus": {"/-/ready", "/-/healthy"}, "grafana": {"/api/health"}}
+SECRET = "covertype-secrets"  # the Secret of the platform's own secrets (kustomization.yaml)
 EXTERNAL = {"mysql", "minio"}  # outside the kustomization, reached by name (configmap.yaml)
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 URL_PASSWORD = re.compile(r"://[^/:@\s'\"]+:(\$\{[^}]*\}|[^@\s'\"]+)@")
@@ -245,6 +245,10 @@ def test_compose_gives_the_service_its_settings_and_secrets(name, compose):
     assert ("COVERTYPE_API_URL" in env) == ("COVERTYPE_API_KEY" in row.secrets), "API clients"
     ports = {n: {listening_port(n, environment(s))} for n, s in compose.items()}
     assert_urls_reach(name, env, ports)
+    # Settings every service must agree on: as the Airflow worker's, which sets them all.
+    worker = environment(compose["airflow-worker"])
+    for variable in AGREED & set(env):
+        assert env[variable] == worker.get(variable), f"{name}: {variable}"
 
 
 @pytest.mark.parametrize("name", [name for name, row in SERVICES.items() if row.health])
@@ -261,12 +265,6 @@ def test_healthchecks_and_probes_ask_a_route_the_service_serves(name, compose, r
                 assert get["path"] in paths, f"{name} {probe}: {get['path']}"
                 assert ports[get["port"]] == listening_port(name, settings), f"{name} {probe}"
     # Airflow's: tests/integration/test_deploy_commands.py (its routes come from Airflow).
-
-
-def test_settings_every_service_must_agree_on_are_the_same(compose):
-    for variable in ("COVERTYPE_BATCH_SECONDS", "COVERTYPE_GROUP_NUMBER", "COVERTYPE_MODEL_NAME"):
-        values = {environment(s).get(variable) for s in compose.values()} - {None}
-        assert len(values) == 1, f"{variable}: {values}"
 
 
 # ---------------------------------------------------------------- compose, service by service
@@ -358,21 +356,21 @@ def test_compose_reads_from_env_documented_portable_settings_and_secrets_only(pa
         assert lines and all(c or v.startswith("<") for c, v in lines), name
     # Filled in, every secret lands in the services that take it.
     env = filled_env()
-    for name, service in interpolate_tree(load_yaml(path), env)["services"].items():
+    for name, service in interpolated(path, env)["services"].items():
         for variable, source in SERVICES[name].secrets.items():
             assert env[source] in service["environment"][variable], (name, variable)
 
 
 @pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
-def test_compose_refuses_to_start_without_api_keys_and_says_which(value):
+@pytest.mark.parametrize(("path", "variable", "says"), [
+    (MAIN_COMPOSE, "COVERTYPE_API_KEYS", "comma-separated keys of 16 or more characters"),
+    (LOCUST_COMPOSE, "COVERTYPE_API_KEY", "one of COVERTYPE_API_KEYS"),
+], ids=["main", "locust"])  # fmt: skip
+def test_compose_refuses_to_start_without_api_keys_and_says_which(path, variable, says, value):
     with pytest.raises(InterpolationError) as error:
-        interpolate_tree(load_yaml(MAIN_COMPOSE), filled_env(COVERTYPE_API_KEYS=value))
-    assert str(error.value) == (
-        "required variable COVERTYPE_API_KEYS is missing a value: set COVERTYPE_API_KEYS in .env"
-        " (comma-separated keys of 16 or more characters)"
-    )
-    with pytest.raises(InterpolationError, match=r"set COVERTYPE_API_KEY in \.env "):
-        interpolate_tree(load_yaml(LOCUST_COMPOSE), filled_env(COVERTYPE_API_KEY=value))
+        interpolated(path, filled_env(**{variable: value}))
+    wanted = f"set {variable} in .env ({says})"
+    assert str(error.value) == f"required variable {variable} is missing a value: {wanted}"
 
 
 # ---------------------------------------------------------------- Kubernetes, as rendered
@@ -392,7 +390,7 @@ def test_the_kustomization_renders_every_manifest_into_the_namespace():
 
 def test_workloads_run_pinned_images_as_non_root_with_probes_and_resources(compose):
     [ours] = load_yaml(K8S / "kustomization.yaml")["images"]
-    user = [i.args for i in dockerfile(ROOT / "Dockerfile") if i.keyword == "USER"][-1]
+    user = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)[-1]
     for obj in (o for o in rendered() if dig(o, "spec.template")):
         name, template = obj["metadata"]["name"], obj["spec"]["template"]
         selector = dig(obj, "spec.selector.matchLabels") or {}
@@ -449,7 +447,7 @@ def test_the_settings_configmap_holds_settings_and_every_url_reaches_a_service()
     assert data["COVERTYPE_AUTH"] == "on"
     ports = {n: {p["port"] for p in s["spec"]["ports"]} for n, s in by_kind("Service").items()}
     ports |= {name: {SERVICES[name].port} for name in EXTERNAL}
-    assert_urls_reach("k8s", data | secret_data("covertype-secrets"), ports)
+    assert_urls_reach("k8s", data | secret_data(SECRET), ports)
 
 
 def test_secrets_are_generated_only_and_reach_every_pod_as_in_compose():
@@ -465,7 +463,7 @@ def test_secrets_are_generated_only_and_reach_every_pod_as_in_compose():
                 variable["name"]), (name, variable)  # fmt: skip
         for variable, source in SERVICES[name].secrets.items():
             ref = dig(env.get(variable, {}), "valueFrom.secretKeyRef") or {}
-            assert ref.get("name") == "covertype-secrets", f"{name}: {variable} from the Secret"
+            assert ref.get("name") == SECRET, f"{name}: {variable} from the Secret"
             assert ref["key"] in {variable, source}, f"{name}: {variable} from {ref['key']}"
         if source := SERVICES[name].secrets.get("MLFLOW_TRACKING_PASSWORD"):
             user = setting(source.replace("_PASSWORD", "_USER"))
@@ -475,26 +473,19 @@ def test_secrets_are_generated_only_and_reach_every_pod_as_in_compose():
 
 
 def test_prometheus_reads_the_metrics_key_where_its_configs_say():
-    def credential_files(config: str) -> set[str]:
-        jobs = load_yaml(ROOT / "deploy/monitoring/prometheus" / config)["scrape_configs"]
-        jobs = {job["job_name"]: job for job in jobs}
-        api, mlflow = jobs["covertype-api"]["authorization"], jobs["mlflow"]["basic_auth"]
-        return {api["credentials_file"], mlflow["password_file"]}
-
+    """Both scrape configs read /run/secrets/metrics_key (test_monitoring_files.py pins it)."""
     # Compose: a secret from the .env variable the api and mlflow check the scraper against.
     main = load_yaml(MAIN_COMPOSE)
-    [name] = main["services"]["prometheus"]["secrets"]
-    assert main["secrets"][name] == {"environment": "COVERTYPE_METRICS_KEY"}
+    assert main["services"]["prometheus"]["secrets"] == ["metrics_key"]
+    assert main["secrets"]["metrics_key"] == {"environment": "COVERTYPE_METRICS_KEY"}
     assert all("COVERTYPE_METRICS_KEY" in SERVICES[n].secrets for n in ("api", "mlflow"))
-    assert credential_files("compose.yml") == {f"/run/secrets/{name}"}
     # Kubernetes: the same key of covertype-secrets, readable by Prometheus' group only.
     pod = pods()["prometheus"]
     volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
     files = {f"{m['mountPath']}/{item['path']}": (volumes[m["name"]]["secretName"], item["key"])
              for m in pod["containers"][0]["volumeMounts"] if m["name"] in volumes
              for item in volumes[m["name"]]["items"]}  # fmt: skip
-    wanted = {("covertype-secrets", "COVERTYPE_METRICS_KEY")}
-    assert {files[path] for path in credential_files("k8s.yml")} == wanted
+    assert files["/run/secrets/metrics_key"] == (SECRET, "COVERTYPE_METRICS_KEY")
     assert [v["defaultMode"] for v in volumes.values()] == [0o440]
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
     # (Its port, on loopback only in compose: tests/unit/test_monitoring_files.py.)
@@ -502,7 +493,7 @@ def test_prometheus_reads_the_metrics_key_where_its_configs_say():
 
 def test_airflow_chart_values_run_our_image_with_its_dags_and_name_secrets_only(compose):
     values = load_yaml(K8S / "airflow-values.yaml")
-    image = from_image(dockerfile(ROOT / "deploy/airflow.Dockerfile"), 0)
+    image = re.findall(r"^FROM\s+(\S+)", (ROOT / "deploy/airflow.Dockerfile").read_text(), re.M)[0]
     version, python = re.fullmatch(r"apache/airflow:([\d.]+)-python(3\.\d+)", image).groups()
     assert values["airflowVersion"] == values["defaultAirflowTag"] == version
     worker = compose["airflow-worker"]
@@ -525,14 +516,12 @@ def test_airflow_chart_values_run_our_image_with_its_dags_and_name_secrets_only(
     # training user (the chart makes its own database, Fernet key and JWT secret).
     assert "name: covertype-settings" in values["extraEnvFrom"]
     from_env = SERVICES["airflow-worker"].secrets
-    assert {s["envName"] for s in values["secret"]} == {
-        "COVERTYPE_DATA_DB_URL",
-        "MLFLOW_TRACKING_PASSWORD",
-    }
+    wanted = {"COVERTYPE_DATA_DB_URL", "MLFLOW_TRACKING_PASSWORD"}
+    assert {s["envName"] for s in values["secret"]} == wanted
     for secret in values["secret"]:
-        assert secret["secretName"] == "covertype-secrets", secret
+        assert secret["secretName"] == SECRET, secret
         assert secret["secretKey"] in {secret["envName"], from_env[secret["envName"]]}, secret
-        assert secret["secretKey"] in secret_data("covertype-secrets"), secret
+        assert secret["secretKey"] in secret_data(SECRET), secret
     user = environment(worker)["MLFLOW_TRACKING_USERNAME"]
     assert values["env"] == [{"name": "MLFLOW_TRACKING_USERNAME", "value": user}]
 
@@ -584,14 +573,10 @@ def test_kubernetes_upgrades_the_data_db_before_the_api_or_a_task_writes_to_it()
     """As compose's db-migrate: the api's pods and the Airflow workers run `covertype db
     upgrade` (safe in parallel: it takes the database's lock) with the data DB's URL first."""
     workers = load_yaml(K8S / "airflow-values.yaml")["workers"]["extraInitContainers"]
+    url_key = "COVERTYPE_DATA_DB_URL"  # the Secret's key of the same name
     for where, inits in (("api", pods()["api"]["initContainers"]), ("airflow workers", workers)):
         (upgrade,) = [c for c in inits if c.get("command") == ["covertype", "db", "upgrade"]]
         url = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in upgrade["env"]}
-        assert url["COVERTYPE_DATA_DB_URL"] == {
-            "name": "covertype-secrets",
-            "key": "COVERTYPE_DATA_DB_URL",
-        }, where
-    values = load_yaml(K8S / "airflow-values.yaml")["images"]["airflow"]
-    assert workers[0]["image"] == (
-        "{{ .Values.images.airflow.repository }}:{{ .Values.images.airflow.tag }}"
-    ), f"the workers' own image ({values['repository']}), templated by the chart"
+        assert url["COVERTYPE_DATA_DB_URL"] == {"name": SECRET, "key": url_key}, where
+    own = "{{ .Values.images.airflow.repository }}:{{ .Values.images.airflow.tag }}"
+    assert workers[0]["image"] == own, "the workers' own image, templated by the chart"

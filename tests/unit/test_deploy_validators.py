@@ -12,16 +12,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.deploy_files import (
-    COMPOSE_FILES,
-    COMPOSE_SCHEMA,
-    KUSTOMIZATIONS,
-    MAIN_COMPOSE,
-    ROOT,
-    by_kind,
-    load_yaml,
-    rendered,
-)
+from tests.deploy_files import (  # isort: skip
+    COMPOSE_FILES, COMPOSE_SCHEMA, KUSTOMIZATIONS, MAIN_COMPOSE, ROOT, by_kind, load_yaml, rendered,
+)  # fmt: skip
 
 KUBERNETES = "1.32"  # the API version the manifests target (kubernetes-validate's schemas)
 

@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from tests.deploy_files import ROOT, dockerfile, from_image, pins, run_command
+from tests.deploy_files import ROOT
+from tests.support.dockerfiles import dockerfile, from_image, pins, run_command
 from tests.support.environment import BIN
 
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "deploy/airflow.Dockerfile"]
