@@ -238,6 +238,10 @@ class Watcher(threading.Thread):
             self._supervision(probes.Health(settings, client))
             polls += 1
             if polls % NEWS_EVERY == 0:
+                # The API first: it serves from its cache while MLflow, asked below with a
+                # timeout per call, may still be starting.
+                with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                    served = self._check_served(client, served)
                 rows = probes.rows_by_batch(settings)
                 if rows and rows != seen_rows:
                     new = sorted(set(rows) - set(seen_rows)) if seen_rows is not None else []
@@ -259,8 +263,6 @@ class Watcher(threading.Thread):
                             f"registry: {settings.mlflow.model_name} version {version} is "
                             f"{settings.mlflow.model_alias}"
                         )
-                with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-                    served = self._check_served(client, served)
                 self._sample_memory()
             self.stopping.wait(POLL_SECONDS)
 
