@@ -41,16 +41,16 @@ NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir site
 [ $# -eq 0 ] || exec .venv/bin/python -m pytest "$@"
 # The whole suite in two streams. The local stack's file (fault tests timed in seconds, the
 # rest mostly waiting on its batch windows) at normal priority; every other file beside it in
-# one process, in a session of its own at nice 10 (a tenth of the weight), so the stack's restarts get the
-# CPU they are timed on: Linux weighs sessions, not processes (autogroups), and the servers
-# that stream starts keep its priority (src/covertype/priority.py). The suite is CPU-bound on
-# 2 cores: more workers only repeat the session fixtures and starve the stack's restarts.
+# two workers (a file each), in a session of their own at nice 10 (a tenth of the weight), so
+# the stack's restarts get the CPU they are timed on: Linux weighs sessions, not processes
+# (autogroups), and the servers that stream starts keep its priority (src/covertype/priority.py).
+# One worker left a core idle a third of the time; the two repeat the session fixtures.
 mkdir -p test-output
 stack_log=test-output/pytest-local-stack.log
 .venv/bin/python -m pytest tests/integration/test_stack.py > "$stack_log" 2>&1 &
 stack=$!
 setsid sh -c 'echo 10 > /proc/self/autogroup 2> /dev/null; exec nice -n 10 "$@"' sh \
-  .venv/bin/python -m pytest --ignore tests/integration/test_stack.py &
+  .venv/bin/python -m pytest -n 2 --dist loadfile --ignore tests/integration/test_stack.py &
 rest=$!
 # Background jobs ignore Ctrl-C: pass it on as SIGTERM, which pytest ends on as on Ctrl-C.
 trap 'kill -TERM "$stack" "$rest" 2> /dev/null' INT TERM

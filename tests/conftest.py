@@ -4,9 +4,10 @@
 holds expectations on every batch of the real data, `tests/model` the champion's quality and
 behaviour; `tests/integration` starts real processes, servers and databases
 (`pytest -m integration`). ./scripts/test.sh runs the local stack's file beside the others,
-which run in one process at the lowest priority: every test makes its own ports, homes and
-databases. SIGTERM ends a run as Ctrl-C does, fixtures stopping their servers (test.sh's
-streams run in the background, where Ctrl-C does not reach them).
+which run in two workers at nice 10, a file each (`-n 2 --dist loadfile`, the longest files
+first so the workers end together): every test makes its own ports, homes and databases.
+SIGTERM ends a run as Ctrl-C does, fixtures stopping their servers (test.sh's streams run in
+the background, where Ctrl-C does not reach them).
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from tests.support.data import write_uci_file
 SESSION_START = time.time()
 
 
+# The longest files first (measured in a full run), so the two workers end together.
+LONGEST_FIRST = (
+    "test_dags.py", "test_api_keys.py", "test_artifact_store.py", "test_image_installs.py",
+    "test_serve.py",
+)  # fmt: skip
+
+
 def pytest_sessionstart(session) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -38,6 +46,9 @@ def pytest_collection_modifyitems(items) -> None:
         layer = Path(str(item.fspath)).parent.name
         if layer in ("unit", "data", "model", "integration"):
             item.add_marker(layer)
+    # Stable: within a file, and among the other files, the collection order stays.
+    order = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(Path(str(item.fspath)).name, len(order)))
 
 
 @pytest.fixture(scope="session")
