@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 
 import typer
@@ -97,10 +98,24 @@ def upgrade_before_start(url: str, echo: Callable[[str], None]) -> bool:
 
     engine = db.make_engine(url)
     try:
-        echo(f"data DB {schema_version.upgrade(engine).summary()}")
+        with _quiet("alembic", schema_version.log.name):  # `up` says it in one line
+            echo(f"data DB {schema_version.upgrade(engine).summary()}")
         return True
     except (CovertypeError, sa.exc.DBAPIError) as error:
         echo(f"covertype up: the data DB could not be upgraded: {_one_line(error)}")
         return False
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Only warnings and errors from `loggers` meanwhile."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
