@@ -17,11 +17,16 @@ from pathlib import Path
 AUTOGROUP = Path("/proc/self/autogroup")
 
 
+def autogroup_nice(pid: int | str = "self") -> int:
+    """The niceness of the process's session (`/proc/PID/autogroup`: "/autogroup-85 nice 0")."""
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
+
+
 def session_nice() -> int:
     """The niceness a new session should keep: this process's, or its session's if higher."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
     with contextlib.suppress(OSError, ValueError, IndexError):  # not Linux, or no autogroups
-        nice = max(nice, int(AUTOGROUP.read_text().split("nice")[1]))
+        nice = max(nice, autogroup_nice())
     return nice
 
 

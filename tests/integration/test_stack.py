@@ -26,9 +26,10 @@ import psutil
 import pytest
 from dotenv import dotenv_values
 
+from covertype.priority import autogroup_nice
 from covertype.processes import Server, session_members
 from covertype.stack import guard, logins
-from covertype.stack.services import FAST
+from covertype.stack.services import BATCH_NICE, FAST
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord, StackState
 from covertype.stack.supervisor import Supervisor
 from tests.support.browser import SCREENSHOTS, headless_chromium
@@ -276,9 +277,8 @@ def test_up_fast_serves_a_champion_end_to_end(stack, real_frame, tmp_path):
         assert re.search(row, status.stdout, re.M), status.stdout
     assert f"served: covertype version {version}" in status.stdout
     # Airflow's tasks (collection, drift reports, training) yield the CPU to the services.
-    for name, nice in (("airflow-scheduler", 10), ("airflow-dag-processor", 10), ("serve", 0)):
-        sid = stack.record(name).sid
-        assert Path(f"/proc/{sid}/autogroup").read_text().endswith(f"nice {nice}\n"), name
+    niced = {"airflow-scheduler": BATCH_NICE, "airflow-dag-processor": BATCH_NICE, "serve": 0}
+    assert {name: autogroup_nice(stack.record(name).sid) for name in niced} == niced
     peak = re.search(r"peak memory ([\d,]+) MiB", status.stdout)
     assert peak, status.stdout
     print(f"stack memory (PSS) peak so far: {peak.group(1)} MiB")

@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from covertype.priority import session_nice
+from covertype.priority import autogroup_nice, session_nice
 from covertype.processes import session_members
 from covertype.stack import guard
 from covertype.stack.state import FAILED, RUNNING, ServiceRecord
@@ -138,10 +138,6 @@ def test_a_niced_service_runs_its_whole_tree_in_a_session_of_that_niceness(super
     assert batch > base, f"at nice {base}, the niced service could not be told apart"
     assert niceness("batch") == {(batch, batch)}
     assert niceness("web") == {(base, base)}
-
-
-def autogroup_nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
 
 
 def test_a_crash_looping_service_is_marked_failed_while_the_rest_serves(supervised, server):

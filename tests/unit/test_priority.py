@@ -13,10 +13,11 @@ from covertype.priority import session_nice
 CHILD = """
 import sys, time
 from pathlib import Path
+from covertype.priority import autogroup_nice
 from covertype.processes import Server
 server = Server(["sleep", "30"], Path(sys.argv[1])).spawn()
 time.sleep(0.3)  # past the fork's preexec
-print(Path(f"/proc/{server.pid}/autogroup").read_text().split("nice")[1].strip())
+print(autogroup_nice(server.pid))
 server.stop()
 """
 

@@ -27,8 +27,9 @@ from covertype.settings import write_secret
 from covertype.stack import guard
 from covertype.stack.state import stack_dir
 
-# name, command, started with supervisord, environment of its own (beside supervisord's)
-Program = tuple[str, list[str], bool, dict[str, str], int]  # name, command, autostart, env, nice
+# name, command, started with supervisord, environment of its own (beside supervisord's),
+# niceness of its session
+Program = tuple[str, list[str], bool, dict[str, str], int]
 
 STOP_WAIT_SECONDS = guard.GRACE_SECONDS + 15  # then supervisord SIGKILLs the guard
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
