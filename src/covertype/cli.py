@@ -162,6 +162,24 @@ def train(
 
 
 @app.command()
+def reproduce(
+    version: str = typer.Argument(..., help="A version of COVERTYPE_MODEL_NAME."),
+    source: str = typer.Option(
+        "snapshot", "--from", help="snapshot (the rows stored with it) or db (the data DB now)."
+    ),
+):
+    """Refit a version from what made it; compare data, draws, holdout answers and metrics.
+    Exit 0 identical, 1 different, 2 nothing could be checked."""
+    from covertype.reproduce.run import reproduce as run_reproduction
+
+    result = run_reproduction(get_settings(), version, source, progress=typer.echo)
+    typer.echo(result.table())
+    typer.echo(f"version {result.version} from {result.source}: {result.summary} "
+               f"(run {result.run_id})")  # fmt: skip
+    raise typer.Exit(0 if result.identical else 1)
+
+
+@app.command()
 def monitor(
     batch: int = typer.Option(
         None,

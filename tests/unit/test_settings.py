@@ -42,6 +42,8 @@ COVERTYPE_AIRFLOW_EXECUTOR COVERTYPE_AIRFLOW_BROKER_URL COVERTYPE_AIRFLOW_PARALL
 COVERTYPE_COLLECT_MARGIN_SECONDS COVERTYPE_COLLECT_TIMEOUT_SECONDS COVERTYPE_COLLECT_PROBE_SECONDS
 COVERTYPE_TRAIN_TIMEOUT_SECONDS
 """.split()  # noqa: SIM905 (a frozen list, compact)
+# Added since, each by the change that needed it.
+ADDED = ["COVERTYPE_REPRODUCE_TOLERANCE"]
 
 
 def a_value(annotation: object, env: str) -> tuple[str, object]:
@@ -69,7 +71,7 @@ def read(settings: Settings, path: str) -> object:
 
 def test_every_released_variable_still_sets_a_setting():
     names = [v.env for v in variables()]
-    assert sorted(names) == sorted(RELEASED), set(names) ^ set(RELEASED)
+    assert sorted(names) == sorted(RELEASED + ADDED), set(names) ^ set(RELEASED + ADDED)
     assert len(set(names)) == len(names), "two settings share a variable"
 
 

@@ -24,3 +24,9 @@ class TrainSettings(Group):
         ge=1,
         le=50,
     )
+    reproduce_tolerance: float = setting(
+        1e-9,
+        "COVERTYPE_REPRODUCE_TOLERANCE",
+        "largest difference of a holdout probability `covertype reproduce` counts as the same",
+        ge=0,
+    )

@@ -21,15 +21,19 @@ from covertype.train import TrainingError
 
 @dataclass(frozen=True)
 class Share:
-    """Some rows: the 12 features, the labels, the row keys."""
+    """Some rows: the 12 features, the labels, the row keys, and the rows as stored (13
+    fields, row key, batch number: what a snapshot keeps)."""
 
     X: pd.DataFrame
     y: np.ndarray
     keys: pd.Series
+    rows: pd.DataFrame
 
     @classmethod
     def of(cls, frame: pd.DataFrame) -> Share:
-        return cls(frame[list(schema.FEATURES)], frame[schema.LABEL].to_numpy(), frame["row_key"])
+        return cls(
+            frame[list(schema.FEATURES)], frame[schema.LABEL].to_numpy(), frame["row_key"], frame
+        )
 
     def __len__(self) -> int:
         return len(self.y)
@@ -39,6 +43,7 @@ class Share:
             pd.concat([self.X, other.X]),
             np.concatenate([self.y, other.y]),
             pd.concat([self.keys, other.keys]),
+            pd.concat([self.rows, other.rows]),
         )
 
 
@@ -120,19 +125,3 @@ def lineage_tags(frame: pd.DataFrame, rows: Split, settings: Settings) -> dict[s
         "data.holdout_hash": content_hash(rows.holdout.keys),
         "data.db": safe_url(settings.data_db),
     }
-
-
-def mlflow_dataset(frame: pd.DataFrame, tags: dict[str, str]):
-    """The rows as an MLflow dataset, for `mlflow.log_input`."""
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.pandas_dataset import from_pandas  # mlflow.data.from_pandas, typed
-
-    # MLflow has no source type for a SQL table; this one records where the rows came from.
-    source = CodeDatasetSource({"data_db": tags["data.db"], "table": db.cover_type.name})
-    return from_pandas(
-        frame[list(schema.FIELDS)],
-        source=source,
-        name="cover_type",
-        targets=schema.LABEL,
-        digest=tags["data.content_hash"][:16],
-    )

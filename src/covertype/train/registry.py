@@ -53,3 +53,17 @@ def log_and_register(
     for key, value in served.items():
         client.set_model_version_tag(settings.mlflow.model_name, version, key, value)
     return version
+
+
+def record_manifest(client, settings: Settings, version: str, recorded: dict) -> None:
+    """The manifest as the active run's `manifest.json` and its summary as tags of the run
+    and of the version (before the gate: a version is described before anything serves it)."""
+    import mlflow
+
+    from covertype.train import manifest
+
+    mlflow.log_dict(recorded, manifest.FILE)
+    summary = manifest.tags(recorded)
+    mlflow.set_tags(summary)
+    for key, value in summary.items():
+        client.set_model_version_tag(settings.mlflow.model_name, version, key, value)

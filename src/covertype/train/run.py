@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from covertype.settings import Settings, get_settings
 from covertype.tracking.client import connect
-from covertype.train import TrainingError, data, gate, registry, search
+from covertype.train import TrainingError, data, gate, manifest, registry, search, snapshot
 from covertype.train.families import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -67,23 +67,39 @@ def train(
 
     client = connect(settings)
     mlflow.set_experiment(settings.mlflow.experiment_name)
-    dataset = data.mlflow_dataset(frame, tags)
+    threads = manifest.fit_threads(settings.train.threads)
     with mlflow.start_run(run_name=f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}") as parent:
         run_id = parent.info.run_id
         mlflow.set_tags(tags | {"kind": "training"})
-        mlflow.log_input(dataset, context="training")
+        stored, snapshot_seconds = snapshot.store(client, settings.mlflow.experiment_name, rows)
+        datasets = snapshot.mlflow_datasets(rows, stored, tags["data.db"])
+        for share, dataset in datasets.items():
+            mlflow.log_input(dataset, context=share)
         tried = ",".join(sorted({c.family for c in drawn}))
-        mlflow.log_params({"n_iter": len(drawn), "families": tried})
-        threads = settings.train.threads
-        best = search.search(drawn, rows, settings.train.seed, dataset, say, threads)
+        mlflow.log_params(
+            {"n_iter": len(drawn), "families": tried, "seed": settings.train.seed}
+            | {"fit_threads": threads}
+        )
+        best = search.search(drawn, rows, settings.train.seed, datasets["train"], say, threads)
         if best is None:
             mlflow.set_tag("outcome", "every candidate failed")
             raise TrainingError(f"all {len(drawn)} candidates failed; see run {run_id}")
         say(f"refitting {best.family} on training + validation rows")
         refit_seconds = search.refit_best(best, rows, settings.train.seed, threads)
-        mlflow.log_metrics({"refit_seconds": refit_seconds})
+        mlflow.log_metrics({"refit_seconds": refit_seconds, "snapshot_seconds": snapshot_seconds})
         mlflow.log_param("refit_rows", len(rows.train) + len(rows.validation))
         version = registry.log_and_register(best, rows, settings, client, run_id, tags)
+        recorded = manifest.build(
+            settings=settings,
+            drawn=drawn,
+            best=best,
+            stored=stored,
+            batches=tags["data.batches"],
+            model={"name": settings.mlflow.model_name, "version": version, "run_id": run_id},
+            families=list(families),
+            drawn_by="random" if candidates is None else "given",
+        )
+        registry.record_manifest(client, settings, version, recorded)
         new_f1 = best.holdout["holdout_macro_f1"]
         decision, champion = gate.apply(
             client, settings, version, new_f1, rows.holdout, tags["data.holdout_hash"]
