@@ -17,6 +17,7 @@ swaps in whatever the alias points at now. Models are unpacked with skops trusti
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -152,8 +153,16 @@ class ModelHolder:
             if version is None:
                 return
             if self.current is not None and self.current.version == str(version.version):
+                self._retag(dict(version.tags))
                 return
             self._load(version)
+
+    def _retag(self, tags: dict[str, str]) -> None:
+        """The served version's tags as the registry has them now (a reproduction tags a
+        version after it was loaded): the same model, the latest description."""
+        current = self.current
+        if current is not None and current.tags != tags:
+            self.current = dataclasses.replace(current, tags=tags)
 
     def _champion(self):
         """The ModelVersion the alias points at, None if there is none (both: registry up)."""

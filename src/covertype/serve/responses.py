@@ -105,6 +105,21 @@ class HoldoutMetrics(BaseModel):
     holdout_macro_f1: float | None
 
 
+class Reproducibility(BaseModel):
+    """What made the version (its manifest's summary) and its last `covertype reproduce`."""
+
+    data_digest: str | None = Field(
+        description="digest of its training, validation and holdout rows"
+    )
+    snapshot_bytes: int | None = Field(description="bytes of its rows' snapshot (shared by digest)")
+    commit: str | None
+    package_version: str | None
+    last_reproduced_at: str | None
+    last_reproduced_from: str | None = Field(description="snapshot or db")
+    last_result: str | None = Field(description="identical or differs")
+    last_summary: str | None
+
+
 class ModelInfo(ModelSummary):
     run_id: str
     family: str | None
@@ -113,6 +128,9 @@ class ModelInfo(ModelSummary):
     trained_batches: str | None
     trained_at: str | None
     gate_decision: str | None
+    reproducibility: Reproducibility | None = Field(
+        description="None for a version trained before manifests"
+    )
     predictor: str = Field(
         description="onnx (NumPy encoder; LightGBM's single-row C API, ONNX Runtime's trees "
         "for batches), fast (NumPy encoder + the model's own trees) or pipeline (the logged "

@@ -13,6 +13,7 @@ from covertype.serve.responses import (
     ModelInfo,
     ModelSummary,
     RegistryStatus,
+    Reproducibility,
 )
 
 
@@ -62,10 +63,27 @@ class ServedModel:
             trained_batches=tags.get("trained_batches"),
             trained_at=tags.get("trained_at"),
             gate_decision=tags.get("gate.decision"),
+            reproducibility=self.reproducibility(),
             predictor=self.predictor.kind,
             predictor_note=self.predictor_note,
             fast_path_note=self.predictor_note if self.predictor.kind == "pipeline" else None,
             registry=registry,
+        )
+
+    def reproducibility(self) -> Reproducibility | None:
+        tags = self.tags
+        if "manifest.data_digest" not in tags:
+            return None
+        size = tags.get("manifest.snapshot_bytes", "")
+        return Reproducibility(
+            data_digest=tags["manifest.data_digest"],
+            snapshot_bytes=int(size) if size.isdigit() else None,
+            commit=tags.get("manifest.code.commit"),
+            package_version=tags.get("manifest.code.package_version"),
+            last_reproduced_at=tags.get("reproduced.at"),
+            last_reproduced_from=tags.get("reproduced.from"),
+            last_result=tags.get("reproduced.result"),
+            last_summary=tags.get("reproduced.summary"),
         )
 
 

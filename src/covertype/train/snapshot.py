@@ -34,6 +34,8 @@ DIGEST_TAG = "snapshot.digest"
 class SnapshotError(CovertypeError):
     """A stored share is missing, unreadable or not the rows its digest names."""
 
+    exit_code = 2  # as `covertype reproduce`'s other refusals: nothing could be checked
+
 
 @dataclass(frozen=True)
 class StoredShare:
