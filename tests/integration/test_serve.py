@@ -249,6 +249,22 @@ def test_health_ready_and_model_describe_the_served_version(api, registry):
     assert info["trained_at"] == tags["trained_at"]
     assert info["predictor"] == "onnx" and info["predictor_note"] is None
 
+    # What made it (the manifest's summary), and a reproduction tagged after it was loaded.
+    made = info["reproducibility"]
+    assert made["data_digest"] == tags["manifest.data_digest"]
+    assert made["snapshot_bytes"] == int(tags["manifest.snapshot_bytes"]) > 0
+    assert made["last_result"] is None
+    registry.client.set_model_version_tag(name, version, "reproduced.result", "identical")
+    registry.client.set_model_version_tag(name, version, "reproduced.from", "snapshot")
+    wait_for(
+        lambda: (
+            httpx.get(api.url + "/model").json()["reproducibility"]["last_result"] == "identical"
+        ),
+        30,
+        "/model showing the reproduction",
+    )
+    assert httpx.get(api.url + "/model").json()["loaded_at"] == info["loaded_at"]  # not reloaded
+
 
 def test_request_ids_are_echoed_or_made_and_logged_as_json_lines(api, registry):
     sent = "client-" + uuid.uuid4().hex[:8]

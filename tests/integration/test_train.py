@@ -46,10 +46,13 @@ def test_training_tracks_everything_and_registers_the_champion(
     assert parent.data.metrics["holdout_macro_f1"] == pytest.approx(result.holdout_macro_f1)
     for k in range(7):
         assert f"holdout_f1_class_{k}" in parent.data.metrics
-    [data_input] = parent.inputs.dataset_inputs
-    assert data_input.dataset.name == "cover_type"
-    assert data_input.dataset.digest == parent.data.tags["data.content_hash"][:16]
-    assert json.loads(data_input.dataset.profile)["num_rows"] == 5000
+    inputs = {i.dataset.name: i.dataset for i in parent.inputs.dataset_inputs}
+    assert sorted(inputs) == ["cover_type.holdout", "cover_type.train", "cover_type.validation"]
+    assert inputs["cover_type.train"].digest == parent.data.tags["manifest.train_digest"][:16]
+    rows = [json.loads(d.profile)["num_rows"] for d in inputs.values()]
+    assert sum(rows) == 5000 and json.loads(inputs["cover_type.holdout"].profile)["num_rows"] == (
+        result.holdout_rows
+    )
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"confusion_matrix.png", "confusion_matrix.csv", "confusion_matrix.json"} <= artifacts
 

@@ -74,15 +74,16 @@ def reproduce(
         say(f"refitting {winner['family']} on {len(split.train) + len(split.validation)} rows")
         refit, numbers["refit_seconds"] = _refit(recorded, split)
         served = _registered_model(settings, name, version)
+        refit_classes = refit.predict(split.holdout.X)
         checks_p, found_numbers = compare.predictions(
             served.predict(split.holdout.X),
             _scores(served, split.holdout.X),
-            refit.predict(split.holdout.X),
+            refit_classes,
             _scores(refit, split.holdout.X),
             settings.train.reproduce_tolerance,
         )
         numbers |= found_numbers
-        scores = evaluate.scores(split.holdout.y, refit.predict(split.holdout.X), "holdout")
+        scores = evaluate.scores(split.holdout.y, refit_classes, "holdout")
         numbers |= {k: scores[k] for k in ("holdout_macro_f1", "holdout_accuracy")}
         checks += checks_p + compare.metrics(recorded, scores)
         summary = _summary(checks, numbers)

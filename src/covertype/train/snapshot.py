@@ -60,10 +60,10 @@ def rows_digest(rows: pd.DataFrame) -> str:
     for name in ("row_key", *schema.FIELDS):
         values = rows[name]
         h.update(f"\n{name}\n".encode())
-        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
-            h.update("\0".join(values.astype(str)).encode())
-        else:
+        if pd.api.types.is_integer_dtype(values):
             h.update(values.to_numpy(np.int64).astype("<i8").tobytes())
+        else:  # text, whatever pandas' dtype for it (object, str, category)
+            h.update("\0".join(values.astype(str)).encode())
     return h.hexdigest()
 
 

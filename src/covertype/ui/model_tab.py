@@ -33,6 +33,7 @@ def model_tab(settings: Settings) -> None:
     )
     if model.get("gate_decision"):
         st.caption(f"Gate: {model['gate_decision']}")
+    st.caption(reproducibility_line(model.get("reproducibility")))
     per_class, image = mlflow_details(settings, model["run_id"])
     if per_class is None:
         st.info(f"Per-class metrics and the confusion matrix come from MLflow: {image}")
@@ -65,6 +66,26 @@ def mlflow_details(settings: Settings, run_id: str):
         index=list(schema.COVER_TYPE_NAMES),
     )
     return table.round(4), image
+
+
+def reproducibility_line(facts: dict | None) -> str:
+    """The manifest's summary and the last `covertype reproduce`, in one line."""
+    if not facts:
+        return "Reproducible: no (trained before manifests; its data cannot be rebuilt)."
+    size = facts.get("snapshot_bytes")
+    made = (
+        f"Reproducible: data {facts['data_digest'][:12]}… ("
+        + (f"snapshot {size / 1e6:.1f} MB" if size else "snapshot")
+        + f"), commit {(facts.get('commit') or 'unknown')[:10]}, "
+        f"covertype {facts.get('package_version') or '?'}."
+    )
+    if not facts.get("last_result"):
+        return f"{made} Not reproduced yet: `covertype reproduce VERSION`."
+    return (
+        f"{made} Last reproduced {facts['last_reproduced_at']} from "
+        f"{facts['last_reproduced_from']}: **{facts['last_result']}** "
+        f"({facts.get('last_summary') or ''})."
+    )
 
 
 def _fmt(value: object) -> str:
