@@ -208,8 +208,11 @@ def _record(client, settings: Settings, version, result: Reproduction) -> None:
         },
     )
     result.run_id = run.info.run_id
-    for key, value in result.numbers.items():
-        client.log_metric(result.run_id, key, float(value))
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    metrics = [Metric(key, float(number), stamp, 0) for key, number in result.numbers.items()]
+    client.log_batch(result.run_id, metrics=metrics)
     client.log_text(result.run_id, result.table(), "reproduction.txt")
     client.log_dict(result.run_id, [c.as_dict() for c in result.checks], "reproduction.json")
     client.set_terminated(result.run_id, "FINISHED")
