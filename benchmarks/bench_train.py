@@ -97,9 +97,9 @@ def run_ours(train_frame, holdout, settings: Settings, n_iter: int) -> dict:
     train_frame, holdout = keyed(train_frame), keyed(holdout)
     validation = data.bucket(train_frame["row_key"], 1) < settings.train.validation_percent
     rows = data.Split(
-        train=data.Share.of(train_frame[~validation]),
-        validation=data.Share.of(train_frame[validation]),
-        holdout=data.Share.of(holdout),
+        train=data.Share(train_frame[~validation]),
+        validation=data.Share(train_frame[validation]),
+        holdout=data.Share(holdout),
     )
     started = time.perf_counter()
     candidates = search.sample_candidates(n_iter, FAMILIES, settings.train.seed)

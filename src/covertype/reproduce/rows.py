@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from covertype import db, schema
-from covertype.settings import Settings, safe_url
+from covertype.settings import Settings
 from covertype.train import snapshot
 from covertype.train.data import Share, Split, load_rows
 
@@ -67,11 +67,4 @@ def from_db(
 
 
 def split_of(shares: dict[str, pd.DataFrame]) -> Split:
-    return Split(*(Share.of(shares[name]) for name in snapshot.SHARES))
-
-
-def where(source: str, settings: Settings, manifest: dict) -> str:
-    """Where the rows came from, for the table."""
-    if source == "db":
-        return f"the data DB {safe_url(settings.data_db)}"
-    return "snapshots " + ", ".join(manifest["shares"][n]["uri"] for n in snapshot.SHARES)
+    return Split(*(Share(shares[name]) for name in snapshot.SHARES))

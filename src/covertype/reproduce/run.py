@@ -33,8 +33,8 @@ class Reproduction:
     checks: list[compare.Check]
     identical: bool
     summary: str
-    run_id: str = ""
     numbers: dict[str, float] = field(default_factory=dict)
+    run_id: str = ""
 
     def table(self) -> str:
         return compare.table(self.checks)
@@ -89,8 +89,7 @@ def reproduce(
         summary = _summary(checks, numbers)
     checks += compare.environment(recorded)
     numbers["seconds"] = time.perf_counter() - started
-    result = Reproduction(version, source, checks, compare.identical(checks), summary)
-    result.numbers = numbers
+    result = Reproduction(version, source, checks, compare.identical(checks), summary, numbers)
     _record(client, settings, found, result)
     return result
 

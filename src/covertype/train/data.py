@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -21,30 +22,28 @@ from covertype.train import TrainingError
 
 @dataclass(frozen=True)
 class Share:
-    """Some rows: the 12 features, the labels, the row keys, and the rows as stored (13
-    fields, row key, batch number: what a snapshot keeps)."""
+    """Some rows as stored (13 fields, row key, batch number: what a snapshot keeps), and
+    what a fit reads of them: the 12 features, the labels, the row keys."""
 
-    X: pd.DataFrame
-    y: np.ndarray
-    keys: pd.Series
     rows: pd.DataFrame
 
-    @classmethod
-    def of(cls, frame: pd.DataFrame) -> Share:
-        return cls(
-            frame[list(schema.FEATURES)], frame[schema.LABEL].to_numpy(), frame["row_key"], frame
-        )
+    @cached_property
+    def X(self) -> pd.DataFrame:
+        return self.rows[list(schema.FEATURES)]
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        return self.rows[schema.LABEL].to_numpy()
+
+    @property
+    def keys(self) -> pd.Series:
+        return self.rows["row_key"]
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(self.rows)
 
     def __add__(self, other: Share) -> Share:
-        return Share(
-            pd.concat([self.X, other.X]),
-            np.concatenate([self.y, other.y]),
-            pd.concat([self.keys, other.keys]),
-            pd.concat([self.rows, other.rows]),
-        )
+        return Share(pd.concat([self.rows, other.rows]))
 
 
 @dataclass(frozen=True)
@@ -102,9 +101,9 @@ def split(frame: pd.DataFrame, settings: Settings) -> Split:
     holdout = bucket(frame["row_key"], 0) < settings.train.holdout_percent
     validation = ~holdout & (bucket(frame["row_key"], 1) < settings.train.validation_percent)
     return Split(
-        train=Share.of(frame[~holdout & ~validation]),
-        validation=Share.of(frame[validation]),
-        holdout=Share.of(frame[holdout]),
+        train=Share(frame[~holdout & ~validation]),
+        validation=Share(frame[validation]),
+        holdout=Share(frame[holdout]),
     )
 
 
