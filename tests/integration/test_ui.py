@@ -1,5 +1,6 @@
 """The Streamlit UI against a real inference API serving a real model."""
 
+import contextlib
 import functools
 import http.server
 import threading
@@ -224,6 +225,7 @@ def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(
 
 
 def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path, champion):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -238,16 +240,22 @@ def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path
         with headless_chromium(tmp_path) as browser:
             browser.get(f"{app.url}/?predict=1&Elevation=2590&Soil_Type=29")
             expected = f"model version {champion['version']}"
-            WebDriverWait(browser, 60).until(  # the answer, and the form drawn around it
-                lambda b: (
-                    expected in b.find_element(By.TAG_NAME, "body").text
-                    and len(b.find_elements(By.CSS_SELECTOR, "input[type=number]")) == 10
+            # The answer, and the form drawn around it: a bound, not a target (CI once took
+            # over 60 s, the suite's other streams loading both cores).
+            with contextlib.suppress(TimeoutException):
+                WebDriverWait(browser, 120).until(
+                    lambda b: (
+                        expected in b.find_element(By.TAG_NAME, "body").text
+                        and len(b.find_elements(By.CSS_SELECTOR, "input[type=number]")) == 10
+                    )
                 )
-            )
-            assert "Elevation [1000, 4500]" in browser.find_element(By.TAG_NAME, "body").text
             SCREENSHOTS.mkdir(exist_ok=True)
             shot = SCREENSHOTS / "ui-prediction.png"
             browser.save_screenshot(str(shot))
+            body = browser.find_element(By.TAG_NAME, "body").text
+            numbers = len(browser.find_elements(By.CSS_SELECTOR, "input[type=number]"))
+            assert expected in body and numbers == 10, (numbers, body, app.log())
+            assert "Elevation [1000, 4500]" in body
     finally:
         app.stop()
     assert shot.stat().st_size > 20_000
