@@ -115,7 +115,10 @@ class Registry:
 def registry(mlflow_server, tmp_path_factory, real_frame) -> Registry:
     """One registered model with a version of each family, trained on real rows."""
     tmp = tmp_path_factory.mktemp("serve-registry")
-    settings = training_settings(tmp, mlflow_server.url, "covertype-serve")
+    # Every family served, whatever it costs: no serving budget.
+    settings = training_settings(
+        tmp, mlflow_server.url, "covertype-serve", env={"COVERTYPE_SERVE_BUDGET_US": 0}
+    )
     fill_data_db(settings.data_db, real_frame, rows=TRAIN_ROWS, batches=2)
     versions = {
         family: train(settings, candidates=[candidate]).version
@@ -248,6 +251,21 @@ def test_health_ready_and_model_describe_the_served_version(api, registry):
     assert info["trained_batches"] == "1,2"
     assert info["trained_at"] == tags["trained_at"]
     assert info["predictor"] == "onnx" and info["predictor_note"] is None
+    # Its serving cost as the training measured it, against this API's budget.
+    cost = info["serving_cost"]
+    assert cost["single_row_us"] == pytest.approx(float(tags["serving.single_row_us"]))
+    assert cost["batch_row_us"] == pytest.approx(float(tags["serving.batch_row_us"]))
+    assert cost["single_row_us"] > 0 and cost["batch_row_us"] > 0
+    assert cost["single_row_p90_us"] >= cost["single_row_us"]
+    assert cost["measured_with"] == tags["serving.predictor"] == "fast"
+    assert cost["within_budget"] is (
+        cost["single_row_us"] <= cost["budget_us"] or not cost["budget_us"]
+    )
+    metrics = httpx.get(api.url + "/metrics").text
+    single = (
+        f'covertype_model_serving_cost_microseconds{{kind="single_row"}} {cost["single_row_us"]}'
+    )
+    assert single in metrics, metrics
 
     # What made it (the manifest's summary), and a reproduction tagged after it was loaded.
     made = info["reproducibility"]

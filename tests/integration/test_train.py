@@ -68,6 +68,12 @@ def test_training_tracks_everything_and_registers_the_champion(
             child.data.metrics
         )
         assert not any(k.startswith("holdout") for k in child.data.metrics)
+        # Timed on the serving path: what the budget is read against.
+        cost = child.data.metrics["serving_single_row_us"]
+        assert 0 < cost <= child.data.metrics["serving_single_row_p90_us"]
+        assert child.data.metrics["serving_batch_row_us"] > 0
+        within = cost <= settings.serve.budget_us
+        assert child.data.tags["serving.within_budget"] == str(within).lower()
         assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
 
     # The registered version carries the gate's decision and serving metadata; alias set.
@@ -76,6 +82,8 @@ def test_training_tracks_everything_and_registers_the_champion(
     assert version.tags["gate.decision"] == result.decision
     assert version.tags["run_id"] == result.run_id
     assert version.tags["trained_batches"] == "1,2,3"
+    assert 0 < float(version.tags["serving.single_row_us"]) <= settings.serve.budget_us
+    assert version.tags["gate.budget_us"] == f"{settings.serve.budget_us:g}"
     s3 = getattr(any_mlflow_server, "s3", None)
     if s3 is not None:  # artifacts went through the server into the S3 bucket
         keys = {o["Key"] for o in _bucket_objects(s3)}
@@ -167,6 +175,77 @@ def test_a_failed_candidate_is_recorded_and_the_search_goes_on(mlflow_server, tm
     assert status == [("FAILED", "1"), ("FINISHED", "63")]
     failed = next(c for c in children if c.info.status == "FAILED")
     assert "num_leaves" in failed.data.tags["error"]
+
+
+# A wide gap in serving cost between two real candidates (a budget between them holds on a
+# loaded machine): 2 trees of 3 leaves cost the encoder's ~15 µs a row, 400 × 7 trees of 63
+# leaves several hundred.
+CHEAP = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
+DEAR = ("lightgbm", {"n_estimators": 400, "num_leaves": 63, "learning_rate": 0.1})
+BUDGET_US = 100
+
+
+def test_a_candidate_over_the_serving_budget_is_never_the_winner(
+    mlflow_server, tmp_path, real_frame
+):
+    settings = training_settings(
+        tmp_path, mlflow_server.url, env={"COVERTYPE_SERVE_BUDGET_US": BUDGET_US}
+    )
+    fill_data_db(settings.data_db, real_frame, rows=3000, batches=1)
+    lines: list[str] = []
+    result = train(settings, candidates=[DEAR, CHEAP], progress=lines.append)
+    assert result.params == CHEAP[1] and result.promoted
+    client = MlflowClient(mlflow_server.url)
+    children = {
+        c.data.params["n_estimators"]: c
+        for c in client.search_runs(
+            [client.get_experiment_by_name(settings.mlflow.experiment_name).experiment_id],
+            f"tags.mlflow.parentRunId = '{result.run_id}'",
+        )
+    }
+    dear, cheap = children["400"], children["2"]
+    # The dearer candidate was the better one: only the budget kept it out.
+    assert dear.data.metrics["validation_macro_f1"] > cheap.data.metrics["validation_macro_f1"]
+    assert dear.data.metrics["serving_single_row_us"] > BUDGET_US
+    assert dear.data.tags["serving.within_budget"] == "false"
+    assert f"over the {BUDGET_US} µs budget" in lines[1] and "over the" not in lines[2]
+    assert cheap.data.metrics["serving_single_row_us"] <= BUDGET_US
+    version = client.get_model_version(settings.mlflow.model_name, result.version)
+    assert float(version.tags["serving.single_row_us"]) <= BUDGET_US
+
+
+def test_no_candidate_within_the_budget_registers_nothing_and_names_the_cheapest(
+    mlflow_server, tmp_path, real_frame
+):
+    settings = training_settings(tmp_path, mlflow_server.url, env={"COVERTYPE_SERVE_BUDGET_US": 1})
+    fill_data_db(settings.data_db, real_frame, rows=2000, batches=1)
+    with pytest.raises(TrainingError) as raised:
+        train(settings, candidates=[DEAR, CHEAP])
+    message = str(raised.value)
+    assert "no candidate within the serving budget of 1 µs a row (COVERTYPE_SERVE_BUDGET_US)" in (
+        message
+    )
+    assert "the cheapest of 2, lightgbm n_estimators=2" in message, message
+    assert "nothing was registered or promoted" in message
+    client = MlflowClient(mlflow_server.url)
+    assert client.search_model_versions(f"name = '{settings.mlflow.model_name}'") == []
+
+
+def test_a_champion_over_a_lowered_budget_gives_way_to_one_within_it(
+    mlflow_server, tmp_path, real_frame
+):
+    unbounded = training_settings(tmp_path, mlflow_server.url, env={"COVERTYPE_SERVE_BUDGET_US": 0})
+    fill_data_db(unbounded.data_db, real_frame, rows=3000, batches=1)
+    first = train(unbounded, candidates=[DEAR])
+    assert first.promoted  # no budget: any cost
+    lowered = unbounded.model_copy(
+        update={"serve": unbounded.serve.model_copy(update={"budget_us": BUDGET_US})}
+    )
+    second = train(lowered, candidates=[CHEAP])
+    assert second.holdout_macro_f1 < first.holdout_macro_f1  # worse, yet cheap enough
+    assert second.promoted, second.decision
+    assert second.decision.startswith(f"promoted: champion v{first.version} costs ")
+    assert second.decision.endswith(f"µs a row, over the budget of {BUDGET_US} µs")
 
 
 def test_every_candidate_failing_registers_nothing(mlflow_server, tmp_path, real_frame):

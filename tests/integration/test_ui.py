@@ -102,6 +102,8 @@ def test_the_model_card_shows_the_champion_its_metrics_and_confusion_matrix(
     assert values["Holdout accuracy"] == f"{float(tags['holdout_accuracy']):.4f}"
     assert values["Holdout macro F1"] == f"{float(tags['holdout_macro_f1']):.4f}"
     assert values["Trained on rows"] == tags["trained_rows"]
+    [cost] = [c.value for c in card.caption if c.value.startswith("Serving cost:")]
+    assert f"{float(tags['serving.single_row_us']):.0f} µs a single-row answer" in cost, cost
     [made] = [c.value for c in card.caption if c.value.startswith("Reproducible:")]
     assert f"data {tags['manifest.data_digest'][:12]}…" in made, made
     assert "Not reproduced yet: `covertype reproduce VERSION`" in made

@@ -71,7 +71,8 @@ def champion(real_frame, tmp_path_factory) -> Champion:
     drawn = search.sample_candidates(CANDIDATES, families.FAMILIES, SEED)
     for candidate in drawn:
         search.fit_candidate(candidate, rows, SEED, threads=1)
-    best = search.choose(drawn)  # the search's rule, without its MLflow child runs
+    # The search's rule with the default serving budget, without its MLflow child runs.
+    best = search.choose(drawn, settings.serve.budget_us)
     assert best is not None
     search.refit_best(best, rows, SEED, threads=1)
     return Champion(best.pipeline, best.family, rows.holdout, best.holdout, drawn, SAMPLE_ROWS)

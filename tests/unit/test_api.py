@@ -160,6 +160,7 @@ def test_ready_and_model_describe_the_model_in_memory(api):
     assert info["trained_at"] == TAGS["trained_at"]
     assert info["gate_decision"] == "promoted: first champion"
     assert info["reproducibility"] is None  # no manifest among its tags
+    assert info["serving_cost"] is None  # no cost among its tags either
     assert info["predictor"] == "onnx" and info["predictor_note"] is None
     assert info["fast_path_note"] is None
     assert info["registry"] == body["registry"]

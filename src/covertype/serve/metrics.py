@@ -9,6 +9,7 @@ PROMETHEUS_MULTIPROC_DIR at a fresh folder and /metrics adds up every worker's n
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +21,9 @@ from prometheus_client import (
 )
 
 from covertype import schema
+
+if TYPE_CHECKING:
+    from covertype.serve.served_model import ServedModel
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Sub-millisecond answers are the norm; the default buckets start at 5 ms.
@@ -60,6 +64,20 @@ class Metrics:
             "covertype_model_version",
             "Registry version of the model being served (0: none loaded yet)",
             ["model_name", "alias"],
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.serving_cost = Gauge(
+            "covertype_model_serving_cost_microseconds",
+            "The served version's measured cost at training, by kind: single_row (median), "
+            "single_row_p90, batch_row (one row of a batch); -1: not measured",
+            ["kind"],
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.serve_budget = Gauge(
+            "covertype_serve_budget_microseconds",
+            "COVERTYPE_SERVE_BUDGET_US: the most a single-row answer may cost (0: no budget)",
             multiprocess_mode="liveall",
             registry=r,
         )
@@ -177,8 +195,18 @@ class Metrics:
 
     # ------------------------------------------------------------ the model (holder's observer)
 
-    def model_served(self, name: str, alias: str, version: str, swapped: bool) -> None:
-        self.model_version.labels(name, alias).set(int(version) if version.isdigit() else -1)
+    def model_served(self, served: ServedModel, swapped: bool) -> None:
+        version = served.version
+        self.model_version.labels(served.name, served.alias).set(
+            int(version) if version.isdigit() else -1
+        )
+        cost = served.cost  # measured at training; -1: a version trained before costs were
+        for kind, value in (
+            ("single_row", cost.single_row_us if cost else -1),
+            ("single_row_p90", cost.single_row_p90_us if cost else -1),
+            ("batch_row", cost.batch_row_us if cost else -1),
+        ):
+            self.serving_cost.labels(kind).set(value)
         if swapped:
             self.model_swaps.inc()
 

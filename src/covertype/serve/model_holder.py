@@ -51,7 +51,7 @@ FROM_MEMORY = "memory"  # a pipeline handed to `serve_pipeline` (tests)
 class Observer(Protocol):
     """What the holder reports (the API's metrics)."""
 
-    def model_served(self, name: str, alias: str, version: str, swapped: bool) -> None: ...
+    def model_served(self, served: ServedModel, swapped: bool) -> None: ...
 
     def model_loaded(self, source: str, ok: bool, seconds: float | None = None) -> None: ...
 
@@ -61,7 +61,7 @@ class Observer(Protocol):
 class NoObserver:
     """An observer that ignores everything: a holder without metrics."""
 
-    def model_served(self, name: str, alias: str, version: str, swapped: bool) -> None:
+    def model_served(self, served: ServedModel, swapped: bool) -> None:
         pass
 
     def model_loaded(self, source: str, ok: bool, seconds: float | None = None) -> None:
@@ -322,6 +322,7 @@ class ModelHolder:
             predictor=predictor,
             predictor_note=note,
             answers=Answers(version),
+            budget_us=self.settings.serve.budget_us,
         )
 
     def _swap(self, served: ServedModel, seconds: float) -> None:
@@ -341,7 +342,7 @@ class ModelHolder:
             },
         )
         self.observer.model_loaded(served.source, True, seconds)
-        self.observer.model_served(self.name, self.alias, served.version, previous is not None)
+        self.observer.model_served(served, swapped=previous is not None)
         del previous
         freeze_heap()
 

@@ -120,6 +120,17 @@ class Reproducibility(BaseModel):
     last_summary: str | None
 
 
+class ServingCostInfo(BaseModel):
+    """What one answer of the version cost when it was trained (serve.serving_cost)."""
+
+    single_row_us: float = Field(description="median µs of a single-row answer, one thread")
+    single_row_p90_us: float
+    batch_row_us: float = Field(description="µs of one row of a batch")
+    measured_with: str = Field(description="the predictor timed: fast or pipeline")
+    budget_us: float = Field(description="this API's COVERTYPE_SERVE_BUDGET_US (0: none)")
+    within_budget: bool
+
+
 class ModelInfo(ModelSummary):
     run_id: str
     family: str | None
@@ -130,6 +141,9 @@ class ModelInfo(ModelSummary):
     gate_decision: str | None
     reproducibility: Reproducibility | None = Field(
         description="None for a version trained before manifests"
+    )
+    serving_cost: ServingCostInfo | None = Field(
+        description="measured at training; None for a version trained before costs were"
     )
     predictor: str = Field(
         description="onnx (NumPy encoder; LightGBM's single-row C API, ONNX Runtime's trees "

@@ -14,7 +14,9 @@ from covertype.serve.responses import (
     ModelSummary,
     RegistryStatus,
     Reproducibility,
+    ServingCostInfo,
 )
+from covertype.serve.serving_cost import ServingCost
 
 
 def now() -> str:
@@ -33,6 +35,7 @@ class ServedModel:
     predictor: Predictor
     predictor_note: str | None  # why a faster predictor does not serve
     answers: Answers = field(repr=False)
+    budget_us: float = 0.0  # the API's COVERTYPE_SERVE_BUDGET_US, shown beside the cost
 
     @property
     def uri(self) -> str:
@@ -64,10 +67,28 @@ class ServedModel:
             trained_at=tags.get("trained_at"),
             gate_decision=tags.get("gate.decision"),
             reproducibility=self.reproducibility(),
+            serving_cost=self.serving_cost(),
             predictor=self.predictor.kind,
             predictor_note=self.predictor_note,
             fast_path_note=self.predictor_note if self.predictor.kind == "pipeline" else None,
             registry=registry,
+        )
+
+    @property
+    def cost(self) -> ServingCost | None:
+        return ServingCost.from_tags(self.tags)
+
+    def serving_cost(self) -> ServingCostInfo | None:
+        cost, budget_us = self.cost, self.budget_us
+        if cost is None:
+            return None
+        return ServingCostInfo(
+            single_row_us=cost.single_row_us,
+            single_row_p90_us=cost.single_row_p90_us,
+            batch_row_us=cost.batch_row_us,
+            measured_with=cost.predictor,
+            budget_us=budget_us,
+            within_budget=cost.within(budget_us),
         )
 
     def reproducibility(self) -> Reproducibility | None:

@@ -30,6 +30,14 @@ class ServeSettings(Group):
         "HTTP timeout of the inference API's registry calls",
         gt=0,
     )
+    budget_us: float = setting(
+        300.0,
+        "COVERTYPE_SERVE_BUDGET_US",
+        "serving budget: the most microseconds one single-row answer of a model may cost "
+        "(measured at training on the serving path, one thread); the search chooses among "
+        "candidates within it and the gate refuses a version over it; 0: no budget",
+        ge=0,
+    )
     max_batch: int = setting(
         1000, "COVERTYPE_SERVE_MAX_BATCH", "records per /predict/batch call", ge=1
     )

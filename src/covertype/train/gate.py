@@ -1,5 +1,6 @@
-"""The champion gate: the serving alias moves to a new version only when it beats the current
-champion's macro F1, both scored on the same held-out rows of today's data.
+"""The champion gate: the serving alias moves to a new version only when it is within the
+serving budget and beats the current champion's macro F1, both scored on the same held-out
+rows of today's data (or the champion is over the budget).
 
 `decide` is the rule (pure); `apply` is the MLflow step: it scores the champion, tags the new
 version with the decision, then moves the alias, so a version is fully described before
@@ -11,11 +12,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from covertype.settings import Settings
 from covertype.train import evaluate
 from covertype.train.data import Share
+
+if TYPE_CHECKING:
+    from covertype.serve.serving_cost import ServingCost
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 class Champion(NamedTuple):
     version: str
     macro_f1: float | None  # None: it could not be scored on today's holdout
+    cost: ServingCost | None = None  # None: registered before costs were measured
 
 
 @dataclass(frozen=True)
@@ -32,13 +37,32 @@ class Decision:
 
 
 def decide(
-    new_macro_f1: float, champion: Champion | None, holdout_rows: int, model_name: str, alias: str
+    new_macro_f1: float,
+    champion: Champion | None,
+    holdout_rows: int,
+    model_name: str,
+    alias: str,
+    cost: ServingCost | None = None,
+    budget_us: float = 0.0,
 ) -> Decision:
-    """Promote when there is no champion, it cannot be scored, or the new model beats it;
-    a tie keeps the champion."""
+    """Refuse a new model over the serving budget (`budget_us` of a single-row answer, 0:
+    none); otherwise promote when there is no champion, it cannot be scored, it is over the
+    budget, or the new model beats it; a tie keeps the champion."""
+    if cost is not None and not cost.within(budget_us):
+        return Decision(
+            False,
+            f"refused: one row costs {cost.single_row_us:.0f} µs to serve, over the budget of "
+            f"{budget_us:g} µs (COVERTYPE_SERVE_BUDGET_US)",
+        )
     if champion is None:
         return Decision(True, f"promoted: {model_name} had no {alias} yet")
-    version, old = champion
+    version, old, old_cost = champion
+    if budget_us and old_cost is not None and not old_cost.within(budget_us):
+        return Decision(
+            True,
+            f"promoted: champion v{version} costs {old_cost.single_row_us:.0f} µs a row, over "
+            f"the budget of {budget_us:g} µs",
+        )
     if old is None:
         return Decision(True, f"promoted: champion v{version} could not be scored")
     if new_macro_f1 > old:
@@ -70,6 +94,9 @@ def score_champion(client, settings: Settings, holdout: Share) -> Champion | Non
     current = client.get_model_version(
         settings.mlflow.model_name, aliases[settings.mlflow.model_alias]
     )
+    from covertype.serve.serving_cost import ServingCost
+
+    cost = ServingCost.from_tags(current.tags or {})
     try:
         with tempfile.TemporaryDirectory() as tmp:
             model = mlflow.sklearn.load_model(
@@ -78,8 +105,8 @@ def score_champion(client, settings: Settings, holdout: Share) -> Champion | Non
             predicted = model.predict(holdout.X)
     except Exception:
         log.exception("champion could not be scored", extra={"version": current.version})
-        return Champion(current.version, None)
-    return Champion(current.version, evaluate.macro_f1(holdout.y, predicted))
+        return Champion(current.version, None, cost)
+    return Champion(current.version, evaluate.macro_f1(holdout.y, predicted), cost)
 
 
 def apply(
@@ -89,14 +116,16 @@ def apply(
     new_macro_f1: float,
     holdout: Share,
     holdout_hash: str,
+    cost: ServingCost | None = None,
 ) -> tuple[Decision, Champion | None]:
     """Score the champion, decide, tag `version` (and the active run) with the decision and
     both scores, and move the alias to `version` if it won."""
     import mlflow
 
     name, alias = settings.mlflow.model_name, settings.mlflow.model_alias
+    budget = settings.serve.budget_us
     champion = score_champion(client, settings, holdout)
-    decision = decide(new_macro_f1, champion, len(holdout), name, alias)
+    decision = decide(new_macro_f1, champion, len(holdout), name, alias, cost, budget)
     tags = {
         "gate.decision": decision.text,
         "gate.promoted": str(decision.promoted).lower(),
@@ -107,6 +136,7 @@ def apply(
         ),
         "gate.holdout_rows": str(len(holdout)),
         "gate.holdout_hash": holdout_hash,
+        "gate.budget_us": f"{budget:g}",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)

@@ -103,12 +103,14 @@ def build(
             "drawn_by": drawn_by,  # "random": `search.sample_candidates`; "given": as listed
             "n_iter": len(drawn),
             "families": list(families),
+            "serve_budget_us": settings.serve.budget_us,  # the winner is within it
             "candidates": [
                 {
                     "family": c.family,
                     "params": c.params,
                     "status": c.status,
                     "validation_macro_f1": c.validation.get("validation_macro_f1"),
+                    "single_row_us": c.cost.single_row_us if c.cost else None,
                     "run_id": c.run_id,
                 }
                 for c in drawn
@@ -120,6 +122,7 @@ def build(
             "refit_on": ["train", "validation"],
             "holdout_macro_f1": best.holdout["holdout_macro_f1"],
             "holdout_accuracy": best.holdout["holdout_accuracy"],
+            "serving_cost": best.cost.tags() if best.cost else None,
         },
         "fit": {
             "seed": train.seed,

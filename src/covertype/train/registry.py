@@ -50,6 +50,9 @@ def log_and_register(
         "trained_batches": tags["data.batches"],
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if best.cost is not None:  # measured on the refit trees, the version's own
+        mlflow.log_metrics(best.cost.metrics())
+        served |= best.cost.tags()
     for key, value in served.items():
         client.set_model_version_tag(settings.mlflow.model_name, version, key, value)
     return version

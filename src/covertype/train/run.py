@@ -80,10 +80,15 @@ def train(
             {"n_iter": len(drawn), "families": tried, "seed": settings.train.seed}
             | {"fit_threads": threads}
         )
-        best = search.search(drawn, rows, settings.train.seed, datasets["train"], say, threads)
+        budget = settings.serve.budget_us
+        mlflow.log_param("serve_budget_us", budget)
+        best = search.search(
+            drawn, rows, settings.train.seed, datasets["train"], say, threads, budget
+        )
         if best is None:
-            mlflow.set_tag("outcome", "every candidate failed")
-            raise TrainingError(f"all {len(drawn)} candidates failed; see run {run_id}")
+            outcome = search.nothing_chosen(drawn, budget)
+            mlflow.set_tag("outcome", outcome)
+            raise TrainingError(f"{outcome}; see run {run_id}")
         say(f"refitting {best.family} on training + validation rows")
         refit_seconds = search.refit_best(best, rows, settings.train.seed, threads)
         mlflow.log_metrics({"refit_seconds": refit_seconds, "snapshot_seconds": snapshot_seconds})
@@ -102,7 +107,7 @@ def train(
         registry.record_manifest(client, settings, version, recorded)
         new_f1 = best.holdout["holdout_macro_f1"]
         decision, champion = gate.apply(
-            client, settings, version, new_f1, rows.holdout, tags["data.holdout_hash"]
+            client, settings, version, new_f1, rows.holdout, tags["data.holdout_hash"], best.cost
         )
     say(
         f"best: {best.family} → {settings.mlflow.model_name} version {version}, holdout macro "

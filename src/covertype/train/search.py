@@ -1,5 +1,6 @@
 """The random search: candidates drawn in turn from the families, each fitted on the training
-share and scored on the validation share in a child run; the best refit and held out.
+share, scored on the validation share and timed on the serving path in a child run; the best
+within the serving budget refit and held out.
 
 The holdout judges only the chosen model (no candidate is chosen by it).
 """
@@ -10,13 +11,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
+from covertype.serve import serving_cost
 from covertype.train import evaluate, families
 from covertype.train.data import Split
+
+if TYPE_CHECKING:
+    from covertype.serve.serving_cost import ServingCost
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ class Candidate:
     predict_seconds: float = 0.0
     error: str = ""
     pipeline: Fitted | None = None  # fitted by fit_candidate, refit by refit_best
+    cost: ServingCost | None = None  # measured by fit_candidate, again by refit_best
 
     @property
     def validation_macro_f1(self) -> float:
@@ -75,6 +81,7 @@ def fit_candidate(candidate: Candidate, rows: Split, seed: int, threads: int = 0
     predicted = pipeline.predict(rows.validation.X)
     candidate.predict_seconds = time.perf_counter() - started
     candidate.validation = evaluate.scores(rows.validation.y, predicted, "validation")
+    candidate.cost = serving_cost.measure(pipeline, rows.validation.X)
     return predicted
 
 
@@ -90,6 +97,7 @@ def refit_best(best: Candidate, rows: Split, seed: int, threads: int = 0) -> flo
     predicted = pipeline.predict(rows.holdout.X)
     best.holdout_predicted = predicted
     best.holdout = evaluate.scores(rows.holdout.y, predicted, "holdout")
+    best.cost = serving_cost.measure(pipeline, rows.holdout.X)  # the version's own trees
     return seconds
 
 
@@ -100,30 +108,56 @@ def search(
     dataset,
     say: Callable[[str], None],
     threads: int = 0,
+    budget_us: float = 0.0,
 ) -> Candidate | None:
     """Every candidate in a child run of the active run, a progress line each; the best by
-    validation macro F1, or None when every one failed."""
+    validation macro F1 within the serving budget, or None (`nothing_chosen` says why)."""
     for i, candidate in enumerate(drawn, 1):
-        run_candidate(candidate, rows, seed, dataset, threads)
-        if candidate.status == "FINISHED":
+        run_candidate(candidate, rows, seed, dataset, threads, budget_us)
+        if candidate.status == "FINISHED" and candidate.cost is not None:
+            over = "" if candidate.cost.within(budget_us) else f", over the {budget_us:g} µs budget"
             say(
                 f"[{i}/{len(drawn)}] {candidate.family} {_short(candidate.params)}: validation "
-                f"macro F1 {candidate.validation_macro_f1:.4f} (fit {candidate.fit_seconds:.1f}s)"
+                f"macro F1 {candidate.validation_macro_f1:.4f} (fit {candidate.fit_seconds:.1f}s"
+                f"; {candidate.cost.single_row_us:.0f} µs a row{over})"
             )
         else:
             say(f"[{i}/{len(drawn)}] {candidate.family} failed: {candidate.error}")
-    return choose(drawn)
+    return choose(drawn, budget_us)
 
 
-def choose(candidates: Sequence[Candidate]) -> Candidate | None:
-    """The search's rule: the best validation macro F1 of the candidates that were scored
-    (a failed one was not); None when none was."""
-    scored = [c for c in candidates if c.status != "FAILED" and c.validation]
-    return max(scored, key=lambda c: c.validation_macro_f1) if scored else None
+def scored(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates that were fitted, scored and timed (a failed one was not)."""
+    return [c for c in candidates if c.status != "FAILED" and c.validation and c.cost]
 
 
-def run_candidate(candidate: Candidate, rows: Split, seed: int, dataset, threads: int = 0) -> None:
-    """Fit, score and log one candidate in a child run. A failure ends that run FAILED
+def choose(candidates: Sequence[Candidate], budget_us: float = 0.0) -> Candidate | None:
+    """The search's rule: the best validation macro F1 of the scored candidates whose
+    single-row serving cost is within `budget_us` (0: any cost); None when none is."""
+    within = [c for c in scored(candidates) if c.cost and c.cost.within(budget_us)]
+    return max(within, key=lambda c: c.validation_macro_f1) if within else None
+
+
+def nothing_chosen(candidates: Sequence[Candidate], budget_us: float) -> str:
+    """Why `choose` found nothing: every candidate failed, or none is within the budget
+    (naming the cheapest one's cost)."""
+    timed = scored(candidates)
+    if not timed:
+        return f"all {len(candidates)} candidates failed"
+    cheapest = min(timed, key=lambda c: c.cost.single_row_us if c.cost else float("inf"))
+    assert cheapest.cost is not None
+    return (
+        f"no candidate within the serving budget of {budget_us:g} µs a row "
+        f"(COVERTYPE_SERVE_BUDGET_US): the cheapest of {len(timed)}, {cheapest.family} "
+        f"{_short(cheapest.params)} (run {cheapest.run_id}), costs "
+        f"{cheapest.cost.single_row_us:.0f} µs; nothing was registered or promoted"
+    )
+
+
+def run_candidate(
+    candidate: Candidate, rows: Split, seed: int, dataset, threads: int = 0, budget_us: float = 0
+) -> None:
+    """Fit, score, time and log one candidate in a child run. A failure ends that run FAILED
     (MLflow does so when the exception leaves the `with`) and the search goes on."""
     import mlflow
 
@@ -134,7 +168,7 @@ def run_candidate(candidate: Candidate, rows: Split, seed: int, dataset, threads
             mlflow.log_params(candidate.params | {"family": candidate.family})
             mlflow.log_input(dataset, context="training")
             try:
-                _fit_and_log(candidate, rows, seed, threads)
+                _fit_and_log(candidate, rows, seed, threads, budget_us)
             except Exception as error:
                 mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
                 raise
@@ -145,19 +179,27 @@ def run_candidate(candidate: Candidate, rows: Split, seed: int, dataset, threads
         candidate.status = "FINISHED"
 
 
-def _fit_and_log(candidate: Candidate, rows: Split, seed: int, threads: int) -> None:
+def _fit_and_log(
+    candidate: Candidate, rows: Split, seed: int, threads: int, budget_us: float
+) -> None:
     import mlflow
 
     family = families.get(candidate.family)
     mlflow.log_param("fit_rows", family.fit_rows(len(rows.train)))
     predicted = fit_candidate(candidate, rows, seed, threads)
+    assert candidate.cost is not None
     mlflow.log_metrics(
         candidate.validation
+        | candidate.cost.metrics()
         | {
             "fit_seconds": candidate.fit_seconds,
             "predict_seconds": candidate.predict_seconds,
             "predict_rows_per_second": len(predicted) / max(candidate.predict_seconds, 1e-9),
         }
+    )
+    mlflow.set_tags(
+        candidate.cost.tags()
+        | {"serving.within_budget": str(candidate.cost.within(budget_us)).lower()}
     )
     evaluate.log_confusion(rows.validation.y, predicted, "Validation")
 

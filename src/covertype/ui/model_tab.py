@@ -33,6 +33,7 @@ def model_tab(settings: Settings) -> None:
     )
     if model.get("gate_decision"):
         st.caption(f"Gate: {model['gate_decision']}")
+    st.caption(serving_cost_line(model.get("serving_cost")))
     st.caption(reproducibility_line(model.get("reproducibility")))
     per_class, image = mlflow_details(settings, model["run_id"])
     if per_class is None:
@@ -66,6 +67,23 @@ def mlflow_details(settings: Settings, run_id: str):
         index=list(schema.COVER_TYPE_NAMES),
     )
     return table.round(4), image
+
+
+def serving_cost_line(cost: dict | None) -> str:
+    """What one answer cost when the version was trained, against the API's budget."""
+    if not cost:
+        return "Serving cost: not measured (trained before costs were)."
+    budget = cost["budget_us"]
+    verdict = (
+        "no budget"
+        if not budget
+        else f"{'within' if cost['within_budget'] else '**over**'} the budget of {budget:g} µs"
+    )
+    return (
+        f"Serving cost: {cost['single_row_us']:.0f} µs a single-row answer (p90 "
+        f"{cost['single_row_p90_us']:.0f} µs), {cost['batch_row_us']:.1f} µs a row in a batch, "
+        f"measured at training; {verdict}."
+    )
 
 
 def reproducibility_line(facts: dict | None) -> str:
