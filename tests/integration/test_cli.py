@@ -13,6 +13,23 @@ def test_a_bad_setting_names_the_variable(tmp_path):
     )
 
 
+def test_a_serving_budget_that_is_not_a_number_says_what_the_setting_takes(tmp_path):
+    done = run_cli(["train"], {"COVERTYPE_SERVE_BUDGET_US": "fast"}, tmp_path)
+    assert done.returncode == 2
+    message = done.stderr.strip()
+    assert message.startswith(
+        "invalid settings: COVERTYPE_SERVE_BUDGET_US='fast': Input should be a valid number"
+    ), message
+    assert "the most microseconds one single-row answer of a model may cost" in message
+    assert message.endswith("0: no budget)")
+    negative = run_cli(["train"], {"COVERTYPE_SERVE_BUDGET_US": "-5"}, tmp_path)
+    assert negative.returncode == 2
+    assert negative.stderr.strip() == (
+        "invalid settings: COVERTYPE_SERVE_BUDGET_US='-5': Input should be greater than or "
+        "equal to 0"
+    )
+
+
 def test_cli_lists_the_stage_commands(tmp_path):
     done = run_cli(["--help"], {}, tmp_path)
     assert done.returncode == 0

@@ -227,7 +227,10 @@ def _problem(error: Any) -> str:
     env = found.env if found else ".".join(loc)
     secret = found is not None and "SecretStr" in str(found.annotation)
     shown = "<hidden>" if secret else repr(error.get("input"))
-    return f"{env}={shown}: {error['msg'].removeprefix('Value error, ')}"
+    why = error["msg"].removeprefix("Value error, ")
+    if found and str(error.get("type", "")).endswith("_parsing"):  # not even the type: say
+        why += f" ({found.description})"  # what the setting is, its unit and special values
+    return f"{env}={shown}: {why}"
 
 
 @contextmanager
