@@ -17,8 +17,22 @@ wrk (a C load generator; Locust would compete for the 2 cores) for `--duration` 
   (c0) the same with COVERTYPE_PREDICTION_LOG=off: (c) must keep ≥ 90% of its req/s;
   (d) `covertype serve` with every default: the served path (ONNX Runtime's trees), logins
       off (COVERTYPE_AUTH=off);
+  (d0) (d) with COVERTYPE_PREDICTION_LOG=off;
   (dk) the same with API keys on (three keys configured, wrk sending the last one as
-      X-API-Key): (dk) must keep ≥ 95% of (d)'s req/s.
+      X-API-Key): (dk) must keep ≥ 95% of (d)'s req/s;
+  (e) the lean path (benchmarks/lean_app.py): FastAPI, a plain pydantic record → the NumPy
+      row → LightGBM's one-row C API with one thread, nothing else (no prediction log,
+      metrics, keys, request ids): the model-bound ceiling of this machine, (d) ≥ 90% of it;
+  (e1) the lean path in one process whose predicts run on `--workers` threads (the trees
+      held once) against (e)'s processes (a copy each);
+  (p1) BentoML 1.4 and (p2) MLServer 1.7 (LightGBM runtime), each with adaptive batching,
+      installed into virtualenvs of their own (benchmarks/serve_peers.py: `.cache/`, once),
+      serving the same booster fed the encoded rows: (d) ≥ 5× each one's req/s.
+After the rounds, every server again under an open-loop load at a fixed arrival rate
+(benchmarks/open_loop.py, `--fixed-seconds`): half the slowest server's median maximum (or
+`--rate`); (d) must have the lowest p99 there. (d) and (e) also at half their own maximum:
+(d) p99 ≤ 10 ms there with the cheap model. Each point reports the server's CPU per request
+(all its processes) and wrk's; `--py-spy PATH` profiles a worker of each at 8 connections.
 (c) and (d) are also loaded with /predict/batch of 1,000 records at 2 connections
 (`--batch-seconds`), in rows/s. `--servers c,c0` measures only some of them; `--rounds 3`
 measures them three times, interleaved, and checks each one's median (a shared machine's
@@ -38,13 +52,15 @@ path, the booster alone, the logged pipeline on a one-row DataFrame).
 Targets at 8 connections, same workers for every server (`--workers`, default one per
 core): (c) ≥ 10× (b)'s requests/s; (c) p99 ≤ 10 ms; (c) ≥ 70% of the model's limit
 1 / (1/(a)'s req/s + predict time / workers); (d) ≥ 50% of (a)'s req/s, (d) p99 ≤ 5 ms,
-(d)'s batch rows/s ≥ 4× (c)'s. Other load on the machine shows: the report
+(d)'s batch rows/s ≥ 4× (c)'s; `--lean-big RPS` ((e) on the big model, another run):
+(d) on this run's model ≥ 2× it. Other load on the machine shows: the report
 prints the load average before and after, and `--state` makes a rerun cheap.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -55,11 +71,13 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import psutil
 from pydantic import create_model
 
 from covertype import dataset, db, ingest, processes, schema
@@ -122,8 +140,11 @@ def bare_app():
 class Server(processes.Server):
     """A named server of the benchmark, in a session of its own, its log in a file."""
 
-    def __init__(self, name: str, command: list[str], env: dict, log: Path, port: int):
-        super().__init__(command, log, env=os.environ | env, url=f"http://127.0.0.1:{port}")
+    def __init__(self, name: str, command: list[str], env: dict, log: Path, port: int,
+                 cwd: Path | None = None):  # fmt: skip
+        super().__init__(
+            command, log, env=os.environ | env, cwd=cwd, url=f"http://127.0.0.1:{port}"
+        )
         self.name = name
         # (dk) sends the key its server asks for; the others send none.
         self.headers = {"X-API-Key": BENCH_KEY} if env.get("COVERTYPE_AUTH") == "on" else {}
@@ -131,6 +152,37 @@ class Server(processes.Server):
     def start(self, ready: str, timeout: float = 300) -> Server:
         super().start(ready, timeout)
         return self
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of every process of the server's session so far."""
+        total = 0.0
+        processes = {p.pid: p for p in self.members()}
+        with contextlib.suppress(psutil.Error):  # BentoML's workers leave the session
+            processes |= {p.pid: p for p in psutil.Process(self.pid).children(recursive=True)}
+        for process in processes.values():
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+
+@dataclass
+class Run:
+    """One server of the benchmark: how it starts on a port, what it is sent."""
+
+    label: str
+    command: Callable[[int], list[str]]  # port → command line
+    env: dict
+    ready: str
+    path: str
+    bodies: list[str]
+    cwd: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label.split()[0]
 
 
 # ---------------------------------------------------------------- load
@@ -155,11 +207,28 @@ class Point:
     p50_ms: float
     p99_ms: float
     errors: int
+    server_cpu_us: float = float("nan")  # the server's processes' CPU per request
+    client_cpu_us: float = float("nan")  # wrk's CPU per request
+
+
+@dataclass
+class Fixed:
+    """An open-loop run at a fixed arrival rate (benchmarks/open_loop.py)."""
+
+    server: str
+    rate: float
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    dropped: int
+    generator_cpu: float  # share of one core the generator used
 
 
 def wrk(url: str, path: str, bodies: list[str], connections: int, seconds: int, tmp: Path,
         headers: dict[str, str] | None = None):  # fmt: skip
-    """One wrk run; (requests/s, p50 ms, p99 ms, errors: socket + non-2xx)."""
+    """One wrk run; (answers/s with a 2xx or 3xx status, p50 ms, p99 ms, errors: socket +
+    non-2xx; a server that sheds load answers errors fast, counted out of its rate)."""
     script = tmp / f"bench-{uuid.uuid4().hex[:6]}.lua"
     quoted = ", ".join(json.dumps(b) for b in bodies)  # JSON strings are valid Lua strings
     extra = "".join(f", [{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items())
@@ -175,7 +244,7 @@ def wrk(url: str, path: str, bodies: list[str], connections: int, seconds: int, 
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     requests, micros, socket_errors, status_errors, p50, p99 = line.split()[1:]
     return (
-        int(requests) / (int(micros) / 1e6),
+        (int(requests) - int(status_errors)) / (int(micros) / 1e6),
         float(p50) / 1000,
         float(p99) / 1000,
         int(socket_errors) + int(status_errors),
@@ -205,10 +274,67 @@ def measure(server: Server, path: str, bodies: list[str], args, tmp: Path) -> li
     wrk(server.url, path, bodies, 8, args.warmup, tmp, server.headers)
     points = []
     for c in args.connections:
+        profiler = profile(server, args) if c == 8 and args.py_spy else None
+        cpu_before = server.cpu_seconds()
+        wrk_before = children_cpu()
         rps, p50, p99, errors = wrk(server.url, path, bodies, c, args.duration, tmp, server.headers)
-        say(f"{server.name}: {c} connections: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-        points.append(Point(server.name, c, rps, p50, p99, errors))
+        if profiler is not None:
+            profiler.wait()
+        requests = rps * args.duration
+        server_us = (server.cpu_seconds() - cpu_before) / requests * 1e6
+        client_us = (children_cpu() - wrk_before) / requests * 1e6
+        say(
+            f"{server.name}: {c} connections: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 "
+            f"{p99:.2f} ms; CPU per request: server {server_us:.0f} µs, wrk {client_us:.0f} µs"
+        )
+        points.append(Point(server.name, c, rps, p50, p99, errors, server_us, client_us))
     return points
+
+
+def profile(server: Server, args) -> subprocess.Popen:
+    """py-spy on the busiest process of the server (a worker) while it is loaded: its
+    stacks (collapsed; non-blocking, so a C call shows as its Python caller) into `--state`
+    or the current folder."""
+    busiest = max(server.members(), key=lambda p: sum(p.cpu_times()[:2]))
+    folder = Path(args.state) if args.state else Path.cwd()
+    out = folder / f"py-spy-{server.name.split()[0].strip('()')}-{uuid.uuid4().hex[:4]}.txt"
+    say(f"{server.name}: py-spy on pid {busiest.pid} into {out}")
+    return subprocess.Popen(
+        [args.py_spy, "record", "--pid", str(busiest.pid), "--duration",
+         str(max(1, args.duration - 2)), "--rate", "200", "--format", "raw",
+         "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_fixed(server: Server, path: str, bodies: list[str], rate: float, args,
+                  tmp: Path) -> Fixed:  # fmt: skip
+    """The open-loop generator at `rate` requests/s for `--fixed-seconds`."""
+    file = tmp / f"bodies-{uuid.uuid4().hex[:6]}.json"
+    file.write_text(json.dumps(bodies))
+    headers = [x for k, v in server.headers.items() for x in ("--header", f"{k}: {v}")]
+    done = subprocess.run(
+        [sys.executable, str(HERE / "open_loop.py"), "--url", server.url, "--path", path,
+         "--bodies", str(file), "--rate", f"{rate:.1f}", "--duration", str(args.fixed_seconds),
+         *headers],
+        capture_output=True, text=True, timeout=args.fixed_seconds + 120, check=True,
+    )  # fmt: skip
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    fixed = Fixed(server.name, rate, out["achieved"], out["p50_ms"], out["p99_ms"],
+                  out["errors"], out["dropped"], out["cpu_share"])  # fmt: skip
+    say(
+        f"{server.name}: {rate:,.0f} req/s offered: {fixed.achieved:,.0f} answered/s, p50 "
+        f"{fixed.p50_ms:.2f} ms, p99 {fixed.p99_ms:.2f} ms, errors {fixed.errors}, dropped "
+        f"{fixed.dropped}; generator {fixed.generator_cpu:.0%} of a core"
+    )
+    return fixed
 
 
 # ---------------------------------------------------------------- the model
@@ -248,6 +374,7 @@ def prepare_model(args, tmp: Path, frame) -> tuple[str, str, str, Server | None]
             "MLFLOW_TRACKING_URI": mlflow_server.url,
             "COVERTYPE_MODEL_NAME": "covertype-bench",
             "COVERTYPE_EXPERIMENT_NAME": "covertype-bench",
+            "COVERTYPE_SERVE_BUDGET_US": 0,  # the model asked for, whatever it costs
         }
     )
     engine = db.make_engine(settings.data_db)
@@ -351,7 +478,59 @@ def in_process(tracking_uri: str, name: str, version: str, records: list[dict], 
     else:
         size = ""
     kind = f"{type(estimator).__name__}{size}; (d) predictor {served.kind}"
-    return InProcess(ours, model, new, new_model, whole), kind
+    return InProcess(ours, model, new, new_model, whole), kind, Path(folder), fast
+
+
+def peer_runs(args, wanted: set[str], tmp: Path, model_dir: Path, fast, records) -> list[Run]:
+    """(p1) BentoML and (p2) MLServer on the served pipeline's booster, each installed in a
+    virtualenv of its own (benchmarks/serve_peers.py), fed the encoded rows."""
+    import serve_peers
+
+    folder = tmp / "peers"
+    folder.mkdir(exist_ok=True)
+    model_file = folder / "booster.txt"
+    fast.model.booster.save_model(str(model_file))
+    rows = fast.encode(records).tolist()
+    if args.state:  # for benchmarks/predict_loop.py (cachegrind) and the peers by hand
+        shutil.copy(model_file, Path(args.state) / "booster.txt")
+        (Path(args.state) / "rows.json").write_text(json.dumps(rows))
+    runs = []
+    if "(p1)" in wanted:
+        bento_python, _, version = serve_peers.ensure_venv("bentoml", say)
+
+        def bento(port: int) -> list[str]:
+            return serve_peers.bentoml_peer(
+                bento_python, folder / "bentoml", model_file, rows, args.workers, port
+            ).command
+
+        peer = serve_peers.bentoml_peer(bento_python, folder / "bentoml", model_file, rows,
+                                        args.workers, 0)  # fmt: skip
+        env = peer.env | {"BENTOML_HOME": str(folder / "bentoml-home")}
+        label = peer.label.replace("BentoML", f"BentoML {version}")
+        runs.append(Run(label, bento, env, peer.ready, peer.path, peer.bodies, peer.cwd))
+    if "(p2)" in wanted:
+        python, _, version = serve_peers.ensure_venv("mlserver", say)
+
+        def mlserver(port: int) -> list[str]:
+            return serve_peers.mlserver_peer(
+                python, folder / "mlserver", model_file, rows, args.workers,
+                (port, free_port(), free_port()),
+            ).command  # fmt: skip
+
+        peer = serve_peers.mlserver_peer(python, folder / "mlserver", model_file, rows,
+                                         args.workers, (0, 0, 0))  # fmt: skip
+        label = peer.label.replace("MLServer", f"MLServer {version}")
+        runs.append(Run(label, mlserver, peer.env, peer.ready, peer.path, peer.bodies, peer.cwd))
+    return runs
+
+
+def medians_at_8(points: list[Point]) -> dict[str, Point]:
+    """Per server, its median point (by req/s) at 8 connections over the rounds."""
+    by_server: dict[str, list[Point]] = {}
+    for p in points:
+        if p.connections == 8:
+            by_server.setdefault(p.server.split()[0], []).append(p)
+    return {key: sorted(ps, key=lambda p: p.rps)[len(ps) // 2] for key, ps in by_server.items()}
 
 
 # ---------------------------------------------------------------- main
@@ -377,8 +556,8 @@ def main() -> None:
     parser.add_argument("--connections", default="1,8,32", help="comma-separated")
     parser.add_argument(
         "--servers",
-        default="a,b,c,c0,d,dk",
-        help="which of (a), (b), (c), (c0), (d), (dk) to measure",
+        default="a,b,c,c0,d,dk,e,p1,p2",
+        help="which of (a), (b), (c), (c0), (d), (d0), (dk), (e), (e1), (p1), (p2) to measure",
     )
     parser.add_argument("--rows", type=int, default=90_000, help="rows stored to train on")
     parser.add_argument(
@@ -394,6 +573,26 @@ def main() -> None:
         "--access-log", choices=["all", "errors", "off"], help="(c)'s access log [settings]"
     )
     parser.add_argument("--state", help="keep the scratch registry here; a rerun reuses it")
+    parser.add_argument(
+        "--fixed-seconds",
+        type=int,
+        default=20,
+        help="seconds of open-loop load at a fixed rate per server (0: none)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="the fixed rate, requests/s [half of the slowest server's median maximum]",
+    )
+    parser.add_argument(
+        "--lean-big",
+        type=float,
+        help="(e)'s req/s on the big model (another run): checks (d) here ≥ 2× it",
+    )
+    parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument(
+        "--py-spy", help="path of py-spy: profile a worker of each server at 8 connections"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -424,7 +623,7 @@ def main() -> None:
         uri, name, version, scratch = prepare_model(args, tmp, frame)
         if scratch:
             servers.append(scratch)
-        timing, model_kind = in_process(uri, name, version, records, tmp)
+        timing, model_kind, model_dir, fast = in_process(uri, name, version, records, tmp)
         say(f"in-process one-row: (c) {timing.ours:.0f} µs, (d) {timing.new:.0f} µs")
         batch_bodies = [json.dumps(batch_records(frame, k)) for k in range(3)]
 
@@ -437,31 +636,43 @@ def main() -> None:
             "COVERTYPE_SERVE_WORKERS": w,
             "COVERTYPE_AUTH": "off",
         }
+        covertype = [str(BIN / "covertype"), "serve"]
+
+        def ported(command: list[str]) -> Callable[[int], list[str]]:
+            return lambda port: [*command, "--port", str(port)]
+
+        def lean(workers: str) -> Callable[[int], list[str]]:
+            return ported(
+                [str(BIN / "uvicorn"), "--factory", "lean_app:create_app", "--app-dir",
+                 str(HERE), "--workers", workers, "--no-access-log", "--log-level", "warning"]
+            )  # fmt: skip
+
+        lean_env = {"LEAN_MODEL_DIR": str(model_dir), "LEAN_MODEL_VERSION": str(version)}
         runs = [
-            (
+            Run(
                 "(a) bare FastAPI, constant",
-                [str(BIN / "uvicorn"), "--factory", "bench_serve:bare_app", "--app-dir",
-                 str(HERE), "--workers", w, "--no-access-log", "--log-level", "warning"],
+                ported([str(BIN / "uvicorn"), "--factory", "bench_serve:bare_app", "--app-dir",
+                        str(HERE), "--workers", w, "--no-access-log", "--log-level", "warning"]),
                 {}, "/openapi.json", "/predict", ours_bodies,
             ),
-            (
+            Run(
                 "(b) mlflow models serve",
-                [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{name}/{version}",
-                 "--env-manager", "local", "--workers", w, "-h", "127.0.0.1"],
+                ported([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{name}/{version}",
+                        "--env-manager", "local", "--workers", w, "-h", "127.0.0.1"]),
                 common, "/ping", "/invocations", mlflow_bodies,
             ),
-            (
+            Run(
                 "(c) covertype serve /predict",
-                [str(BIN / "covertype"), "serve"],
+                ported(covertype),
                 serve_env | {
                     "COVERTYPE_HOME": str(tmp / "serve-home"),
                     "COVERTYPE_SERVE_PREDICTOR": "fast",
                 },
                 "/ready", "/predict", ours_bodies,
             ),
-            (
+            Run(
                 "(c0) covertype serve /predict, prediction log off",
-                [str(BIN / "covertype"), "serve"],
+                ported(covertype),
                 serve_env | {
                     "COVERTYPE_HOME": str(tmp / "serve-home-off"),
                     "COVERTYPE_PREDICTION_LOG": "off",
@@ -469,17 +680,24 @@ def main() -> None:
                 },
                 "/ready", "/predict", ours_bodies,
             ),
-            (
+            Run(
                 "(d) covertype serve /predict, served path",
-                [str(BIN / "covertype"), "serve"],
+                ported(covertype),
+                serve_env | {"COVERTYPE_HOME": str(tmp / "serve-home-d")},
+                "/ready", "/predict", ours_bodies,
+            ),
+            Run(
+                "(d0) covertype serve /predict, served path, prediction log off",
+                ported(covertype),
                 serve_env | {
-                    "COVERTYPE_HOME": str(tmp / "serve-home-d"),
+                    "COVERTYPE_HOME": str(tmp / "serve-home-d0"),
+                    "COVERTYPE_PREDICTION_LOG": "off",
                 },
                 "/ready", "/predict", ours_bodies,
             ),
-            (
+            Run(
                 "(dk) covertype serve /predict, served path, API keys on",
-                [str(BIN / "covertype"), "serve"],
+                ported(covertype),
                 serve_env | {
                     "COVERTYPE_HOME": str(tmp / "serve-home-dk"),
                     "COVERTYPE_AUTH": "on",
@@ -488,43 +706,124 @@ def main() -> None:
                 },
                 "/ready", "/predict", ours_bodies,
             ),
+            Run(
+                "(e) lean FastAPI + the one-row C API",
+                lean(w), lean_env, "/ready", "/predict", ours_bodies,
+            ),
+            Run(
+                f"(e1) lean, 1 process, predicts on {w} threads",
+                lean("1"), lean_env | {"LEAN_THREADS": w}, "/ready", "/predict", ours_bodies,
+            ),
         ]  # fmt: skip
         wanted = {f"({key})" for key in args.servers.split(",")}
+        if wanted & {"(p1)", "(p2)"}:
+            runs += peer_runs(args, wanted, tmp, model_dir, fast, records)
         if args.access_log:
-            runs[2][2]["COVERTYPE_SERVE_ACCESS_LOG"] = args.access_log
+            runs[2].env["COVERTYPE_SERVE_ACCESS_LOG"] = args.access_log
         if args.tracking_uri:  # an existing version: serve exactly it through an alias
             from mlflow import MlflowClient
 
             alias = "bench-" + uuid.uuid4().hex[:6]
             MlflowClient(uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
-            for run in runs[2:]:
-                run[2]["COVERTYPE_MODEL_ALIAS"] = alias
+            for run in runs[2:7]:
+                run.env["COVERTYPE_MODEL_ALIAS"] = alias
         points: list[Point] = []
         batches: list[Point] = []  # rps in rows/s
+        fixed: list[Fixed] = []
         ready_s: dict[str, list[float]] = {}
-        chosen = [run for run in runs if run[0].split()[0] in wanted]
-        for label, command, env, ready, path, bodies in chosen * args.rounds:
+        chosen = [run for run in runs if run.key in wanted]
+
+        def started(run: Run) -> Server:
             port = free_port()
-            server = Server(label, [*command, "--port", str(port)], env, tmp / f"{port}.log", port)
+            server = Server(run.label, run.command(port), run.env, tmp / f"{port}.log", port,
+                            run.cwd)  # fmt: skip
             servers.append(server)
-            started = time.perf_counter()
-            server.start(ready)
-            ready_s.setdefault(label.split()[0], []).append(time.perf_counter() - started)
+            begun = time.perf_counter()
+            server.start(run.ready)
+            ready_s.setdefault(run.key, []).append(time.perf_counter() - begun)
+            return server
+
+        for run in chosen * args.rounds:
+            server = started(run)
             try:
-                points += measure(server, path, bodies, args, tmp)
-                if label.split()[0] in ("(c)", "(d)"):
+                points += measure(server, run.path, run.bodies, args, tmp)
+                if run.key in ("(c)", "(d)") and args.batch_seconds:
                     batches.append(measure_batch(server, batch_bodies, args, tmp))
             finally:
                 server.stop()
+        if args.fixed_seconds:
+            # The fixed arrival rate every server sustains: half the slowest one's maximum.
+            at8 = medians_at_8(points)
+            rate = args.rate or 0.5 * min(p.rps for p in at8.values())
+            say(f"fixed-rate load: {rate:,.0f} req/s (open loop), {args.fixed_seconds}s each")
+            for run in chosen:
+                server = started(run)
+                try:
+                    wrk(server.url, run.path, run.bodies, 8, args.warmup, tmp, server.headers)
+                    fixed.append(measure_fixed(server, run.path, run.bodies, rate, args, tmp))
+                    own = 0.5 * at8[run.key].rps if run.key in at8 else 0
+                    if run.key in ("(d)", "(e)") and own > rate:  # half of its own maximum
+                        fixed.append(measure_fixed(server, run.path, run.bodies, own, args, tmp))
+                finally:
+                    server.stop()
     finally:
         for server in servers:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report(points, batches, ready_s, args, timing, model_kind, load_before, version)
+    report(points, batches, fixed, ready_s, args, timing, model_kind, load_before, version)
 
 
-def report(points, batches, ready_s, args, timing, model_kind, load_before, version):
+def budget_checks(at8: dict[str, Point], fixed: list[Fixed], args) -> None:
+    """The serving budget's targets: (d) against the lean path (e), the bare stack (a),
+    the peers, at 8 connections and at the fixed rate."""
+    if "(d)" not in at8:
+        return
+    d = at8["(d)"]
+    checks = []
+    if "(e)" in at8:
+        e = at8["(e)"]
+        checks.append(
+            (f"(d) {d.rps:,.0f} req/s = {d.rps / e.rps:.0%} of the lean path (e) {e.rps:,.0f}",
+             "≥ 90%", d.rps >= 0.9 * e.rps)
+        )  # fmt: skip
+    if "(a)" in at8:
+        a = at8["(a)"]
+        print(f"\n  (d)/(a) = {d.rps / a.rps:.0%} ({d.rps:,.0f} / {a.rps:,.0f} req/s)")
+    if args.lean_big:
+        checks.append(
+            (f"(d) {d.rps:,.0f} req/s = {d.rps / args.lean_big:.1f}× the lean path on the big "
+             f"model ({args.lean_big:,.0f})", "≥ 2×", d.rps >= 2 * args.lean_big)
+        )  # fmt: skip
+    for key in ("(b)", "(p1)", "(p2)"):
+        if key in at8:
+            peer = at8[key]
+            checks.append(
+                (f"(d) / {peer.server} = {d.rps / peer.rps:.1f}× ({peer.rps:,.0f} req/s)",
+                 "≥ 5×", d.rps >= 5 * peer.rps)
+            )  # fmt: skip
+    common = {f.server.split()[0]: f for f in fixed if f.rate == min(x.rate for x in fixed)}
+    if "(d)" in common:
+        ours = common["(d)"]
+        for key, f in common.items():
+            if key in ("(b)", "(p1)", "(p2)"):
+                checks.append(
+                    (f"at {ours.rate:,.0f} req/s: (d) p99 {ours.p99_ms:.2f} ms vs {f.server} "
+                     f"{f.p99_ms:.2f} ms", "lower", ours.p99_ms < f.p99_ms)
+                )  # fmt: skip
+    for f in fixed:
+        if f.server.startswith("(d)") and f.rate > min(x.rate for x in fixed):
+            checks.append(
+                (f"(d) p99 at half its own maximum ({f.rate:,.0f} req/s offered, "
+                 f"{f.achieved:,.0f} answered/s) = {f.p99_ms:.2f} ms", "≤ 10 ms",
+                 f.p99_ms <= 10 and f.errors == 0)
+            )  # fmt: skip
+    print("\nServing budget (8 connections, medians; fixed rate: open loop):")
+    for text, target, ok in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {text} (target {target})")
+
+
+def report(points, batches, fixed, ready_s, args, timing, model_kind, load_before, version):
     ours_us = timing.ours
     load_after = os.getloadavg()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0]
@@ -537,14 +836,42 @@ def report(points, batches, ready_s, args, timing, model_kind, load_before, vers
         f"{args.workers} worker(s) per server; model version {version}: {model_kind}"
     )
     print()
-    print("| server | conns | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| server | conns | req/s | p50 ms | p99 ms | errors | server CPU µs/req | wrk CPU µs/req |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for p in points:
         print(
             f"| {p.server} | {p.connections} | {p.rps:,.0f} | {p.p50_ms:.2f} | "
-            f"{p.p99_ms:.2f} | {p.errors} |"
+            f"{p.p99_ms:.2f} | {p.errors} | {p.server_cpu_us:.0f} | {p.client_cpu_us:.0f} |"
         )
     print()
+    if fixed:
+        print(
+            "| server, open loop (benchmarks/open_loop.py) | offered req/s | answered/s | "
+            "p50 ms | p99 ms | errors | dropped | generator CPU |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for f in fixed:
+            print(
+                f"| {f.server} | {f.rate:,.0f} | {f.achieved:,.0f} | {f.p50_ms:.2f} | "
+                f"{f.p99_ms:.2f} | {f.errors} | {f.dropped} | {f.generator_cpu:.0%} of a core |"
+            )
+        print()
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "points": [asdict(p) for p in points],
+                    "fixed": [asdict(f) for f in fixed],
+                    "batches": [asdict(b) for b in batches],
+                    "timing": asdict(timing),
+                    "model": model_kind,
+                    "load": [load_before[0], load_after[0]],
+                },
+                indent=1,
+            )
+        )
     if batches:
         print("| server | /predict/batch of 1,000, 2 conns: rows/s | p50 ms | p99 ms | errors |")
         print("|---|---:|---:|---:|---:|")
@@ -568,14 +895,17 @@ def report(points, batches, ready_s, args, timing, model_kind, load_before, vers
         f"runs of 100,000 calls): {with_key - without:.2f} µs per request over a bare ASGI call "
         f"({without:.2f} µs)."
     )
-    # Per server, its median point at 8 connections over the rounds.
-    by_server: dict[str, list[Point]] = {}
-    for p in points:
-        if p.connections == 8:
-            by_server.setdefault(p.server.split()[0], []).append(p)
-    at8 = {key: sorted(ps, key=lambda p: p.rps)[len(ps) // 2] for key, ps in by_server.items()}
+    at8 = medians_at_8(points)
     if args.rounds > 1:
         print(f"\nChecks on each server's median of {args.rounds} rounds at 8 connections.")
+        print("\n| server | median req/s | p50 ms | p99 ms | server CPU µs/req |")
+        print("|---|---:|---:|---:|---:|")
+        for p in at8.values():
+            print(
+                f"| {p.server} | {p.rps:,.0f} | {p.p50_ms:.2f} | {p.p99_ms:.2f} | "
+                f"{p.server_cpu_us:.0f} |"
+            )
+    budget_checks(at8, fixed, args)
     if {"(c)", "(c0)"} <= set(at8):
         on, off = at8["(c)"], at8["(c0)"]
         verdict = "PASS" if on.rps >= 0.9 * off.rps else "FAIL"

@@ -5,6 +5,7 @@ routes (`routes`) wired together; `run` serves it with uvicorn.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -142,7 +143,24 @@ def _request_id(headers) -> str:
             if _GOOD_REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return f"{_ids.prefix}{next(_ids.count):016x}"
+
+
+class _Ids:
+    """New request ids: 32 hex digits, 16 random ones per process then a counter (a uuid4
+    costs a system call and an object, ~2 µs of a ~100 µs request); new random digits in
+    a forked child."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = uuid.uuid4().hex[:16]
+        self.count = itertools.count(1)
+
+
+_ids = _Ids()
+os.register_at_fork(after_in_child=_ids.reset)
 
 
 # ---------------------------------------------------------------- the app
@@ -188,6 +206,7 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
     settings = settings or get_settings()
     metrics = Metrics()
     metrics.model_version.labels(settings.mlflow.model_name, settings.mlflow.model_alias).set(0)
+    metrics.serve_budget.set(settings.serve.budget_us)
     app = FastAPI(
         title="covertype inference API",
         version=__version__,

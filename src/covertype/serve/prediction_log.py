@@ -83,6 +83,13 @@ class PredictionLog:
     # ------------------------------------------------------------ the writer
 
     def start(self) -> None:
+        from covertype import db
+
+        # The writer's modules (SQLAlchemy, the schema's Alembic) imported now, before the
+        # first request: imported by the first flush, they held the GIL for most of a second
+        # while the worker was serving (the worst latencies of a fresh worker).
+        for name in ("make_engine", "ensure_schema", "Prediction", "insert_predictions"):
+            getattr(db, name)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
