@@ -549,7 +549,8 @@ def test_no_secret_value_is_in_any_tracked_file():
     paths = [p for p in paths if not p.endswith(".lock") and (ROOT / p).is_file()]
     assert len(paths) > 20  # compose, .env.example, deploy/**, README, scripts
     for path in paths:
-        for number, line in enumerate((ROOT / path).read_text().splitlines(), 1):
+        text = (ROOT / path).read_bytes().decode(errors="replace")  # a PNG's text chunks too
+        for number, line in enumerate(text.splitlines(), 1):
             assert "supersecret" not in line.lower(), f"{path}:{number}: the seed's password"
             for match in SECRET_ASSIGNMENT.finditer(line):
                 assert NOT_A_VALUE.match(match[2].strip()), f"{path}:{number}: {match[1]}"
