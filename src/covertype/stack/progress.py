@@ -67,10 +67,15 @@ class TrainingNews:
                 self.told.add(run_id)
                 family = tags.get("family", "a")
                 if status == "FINISHED" and "validation_macro_f1" in metrics:
+                    cost = metrics.get("serving_single_row_us")
+                    over = (
+                        ", over the budget" if tags.get("serving.within_budget") == "false" else ""
+                    )
+                    served = "" if cost is None else f"; {cost:.0f} µs a row{over}"
                     news.append(
                         f"training: {family} candidate, validation macro F1 "
                         f"{metrics['validation_macro_f1']:.4f} "
-                        f"(fit {metrics.get('fit_seconds', 0):.1f} s)"
+                        f"(fit {metrics.get('fit_seconds', 0):.1f} s{served})"
                     )
                 else:
                     news.append(f"training: {family} candidate {status.lower()}")

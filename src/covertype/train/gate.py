@@ -12,14 +12,12 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
+from covertype.serve.serving_cost import ServingCost
 from covertype.settings import Settings
 from covertype.train import evaluate
 from covertype.train.data import Share
-
-if TYPE_CHECKING:
-    from covertype.serve.serving_cost import ServingCost
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +92,6 @@ def score_champion(client, settings: Settings, holdout: Share) -> Champion | Non
     current = client.get_model_version(
         settings.mlflow.model_name, aliases[settings.mlflow.model_alias]
     )
-    from covertype.serve.serving_cost import ServingCost
-
     cost = ServingCost.from_tags(current.tags or {})
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -51,6 +51,14 @@ class Candidate:
     def validation_macro_f1(self) -> float:
         return self.validation["validation_macro_f1"]
 
+    @property
+    def single_row_us(self) -> float:
+        """Its measured single-row serving cost (infinite before it was timed)."""
+        return self.cost.single_row_us if self.cost else float("inf")
+
+    def within(self, budget_us: float) -> bool:
+        return self.cost is not None and self.cost.within(budget_us)
+
 
 def sample_candidates(n_iter: int, names: Sequence[str], seed: int) -> list[Candidate]:
     """Random parameters, families in turn, so each gets the same share of the budget."""
@@ -114,12 +122,12 @@ def search(
     validation macro F1 within the serving budget, or None (`nothing_chosen` says why)."""
     for i, candidate in enumerate(drawn, 1):
         run_candidate(candidate, rows, seed, dataset, threads, budget_us)
-        if candidate.status == "FINISHED" and candidate.cost is not None:
-            over = "" if candidate.cost.within(budget_us) else f", over the {budget_us:g} µs budget"
+        if candidate.status == "FINISHED":
+            over = "" if candidate.within(budget_us) else f", over the {budget_us:g} µs budget"
             say(
                 f"[{i}/{len(drawn)}] {candidate.family} {_short(candidate.params)}: validation "
                 f"macro F1 {candidate.validation_macro_f1:.4f} (fit {candidate.fit_seconds:.1f}s"
-                f"; {candidate.cost.single_row_us:.0f} µs a row{over})"
+                f"; {candidate.single_row_us:.0f} µs a row{over})"
             )
         else:
             say(f"[{i}/{len(drawn)}] {candidate.family} failed: {candidate.error}")
@@ -134,7 +142,7 @@ def scored(candidates: Sequence[Candidate]) -> list[Candidate]:
 def choose(candidates: Sequence[Candidate], budget_us: float = 0.0) -> Candidate | None:
     """The search's rule: the best validation macro F1 of the scored candidates whose
     single-row serving cost is within `budget_us` (0: any cost); None when none is."""
-    within = [c for c in scored(candidates) if c.cost and c.cost.within(budget_us)]
+    within = [c for c in scored(candidates) if c.within(budget_us)]
     return max(within, key=lambda c: c.validation_macro_f1) if within else None
 
 
@@ -144,13 +152,12 @@ def nothing_chosen(candidates: Sequence[Candidate], budget_us: float) -> str:
     timed = scored(candidates)
     if not timed:
         return f"all {len(candidates)} candidates failed"
-    cheapest = min(timed, key=lambda c: c.cost.single_row_us if c.cost else float("inf"))
-    assert cheapest.cost is not None
+    cheapest = min(timed, key=lambda c: c.single_row_us)
     return (
         f"no candidate within the serving budget of {budget_us:g} µs a row "
         f"(COVERTYPE_SERVE_BUDGET_US): the cheapest of {len(timed)}, {cheapest.family} "
         f"{_short(cheapest.params)} (run {cheapest.run_id}), costs "
-        f"{cheapest.cost.single_row_us:.0f} µs; nothing was registered or promoted"
+        f"{cheapest.single_row_us:.0f} µs; nothing was registered or promoted"
     )
 
 
@@ -198,8 +205,7 @@ def _fit_and_log(
         }
     )
     mlflow.set_tags(
-        candidate.cost.tags()
-        | {"serving.within_budget": str(candidate.cost.within(budget_us)).lower()}
+        candidate.cost.tags() | {"serving.within_budget": str(candidate.within(budget_us)).lower()}
     )
     evaluate.log_confusion(rows.validation.y, predicted, "Validation")
 
