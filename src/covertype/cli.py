@@ -14,6 +14,7 @@ import typer
 from covertype import logs
 from covertype.db import commands as db_commands
 from covertype.errors import CovertypeError
+from covertype.release import commands as release_commands
 from covertype.settings import SettingsError, get_settings, require, safe_url
 
 app = typer.Typer(help="covertype: the Forest Cover Type MLOps platform.", no_args_is_help=True)
@@ -312,6 +313,9 @@ def loadtest(
 
 
 app.add_typer(db_commands.app, name="db", help="The data DB's schema: upgrade, current, history.")
+app.add_typer(release_commands.app, name="releases")
+app.command()(release_commands.rollback)
+app.command()(release_commands.promote)
 
 if __name__ == "__main__":
     run()

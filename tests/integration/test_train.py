@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from sklearn.metrics import f1_score
 
 from covertype import db, schema
+from covertype.release import ledger
 from covertype.settings import Settings
 from covertype.tracking.client import TrackingUnreachable
 from covertype.train import TrainingError, load_rows, split, train
@@ -118,21 +119,48 @@ def test_the_gate_moves_the_alias_only_for_a_better_model(mlflow_server, tmp_pat
     weaker = train(settings, candidates=[WEAK])
 
     assert first.promoted and better.promoted and not weaker.promoted
+    # The first is champion at once; the better one waits as challenger (shadow mode).
+    assert (first.alias, better.alias, weaker.alias) == ("champion", "challenger", None)
     assert better.champion_version == first.version
     assert better.holdout_macro_f1 > better.champion_macro_f1
-    assert weaker.champion_version == better.version
-    assert weaker.decision.startswith(f"kept champion v{better.version}: its macro F1 ")
+    assert weaker.champion_version == first.version
+    assert weaker.decision.startswith(f"kept champion v{first.version}: its macro F1 ")
     client = MlflowClient(mlflow_server.url)
-    assert client.get_model_version_by_alias(settings.mlflow.model_name, "champion").version == (
-        better.version
-    )
+    assert client.get_registered_model(settings.mlflow.model_name).aliases == {
+        "champion": first.version,
+        "challenger": better.version,
+    }
     tags = client.get_model_version(settings.mlflow.model_name, weaker.version).tags
     assert tags["gate.promoted"] == "false"
-    assert float(tags["gate.champion_macro_f1"]) == pytest.approx(weaker.champion_macro_f1)
-    assert tags["gate.champion_version"] == better.version
+    assert float(tags["gate.champion_macro_f1"]) == pytest.approx(
+        weaker.champion_macro_f1, abs=1e-6
+    )
+    assert tags["gate.champion_version"] == first.version
     promoted_tags = client.get_model_version(settings.mlflow.model_name, better.version).tags
     assert promoted_tags["gate.promoted"] == "true"
     assert promoted_tags["gate.decision"] == better.decision
+
+
+def test_direct_mode_makes_a_better_model_champion_at_once(mlflow_server, tmp_path, real_frame):
+    settings = training_settings(
+        tmp_path, mlflow_server.url, env={"COVERTYPE_RELEASE_MODE": "direct"}
+    )
+    fill_data_db(settings.data_db, real_frame, rows=4000, batches=2)
+    first = train(settings, candidates=[WEAK])
+    better = train(settings, candidates=[STRONG])
+    assert better.alias == "champion" and better.decision.startswith("promoted: macro F1 ")
+    client = MlflowClient(mlflow_server.url)
+    assert client.get_registered_model(settings.mlflow.model_name).aliases == {
+        "champion": better.version
+    }
+    engine = db.make_engine(settings.data_db)
+    moved = [(m.action, m.from_version, m.to_version, m.actor) for m in ledger.moves(
+        engine, settings.mlflow.model_name)]  # fmt: skip
+    engine.dispose()
+    assert moved == [
+        ("promote", None, first.version, f"training run {first.run_id}"),
+        ("promote", first.version, better.version, f"training run {better.run_id}"),
+    ]
 
 
 def test_the_champion_predicts_the_same_in_a_fresh_process(mlflow_server, tmp_path, real_frame):

@@ -155,9 +155,12 @@ def test_upgrading_to_a_revision_that_does_not_exist_names_the_history(engine):
 def test_history_lists_every_revision_newest_first_with_the_current_one(engine):
     schema_version.upgrade(engine, BASELINE)
     revisions = schema_version.history(engine)
-    assert [r.revision for r in revisions] == [schema_version.head(), BASELINE]
-    assert [(r.is_head, r.is_current) for r in revisions] == [(True, False), (False, True)]
-    assert revisions[1].down_revision is None
+    assert revisions[0].revision == schema_version.head() and revisions[-1].revision == BASELINE
+    assert [r.down_revision for r in revisions[:-1]] == [r.revision for r in revisions[1:]]
+    assert [(r.is_head, r.is_current) for r in revisions] == [
+        (r is revisions[0], r is revisions[-1]) for r in revisions
+    ]
+    assert revisions[-1].down_revision is None and len(revisions) >= 3
 
 
 def test_the_schema_lock_makes_a_second_holder_wait(engine):

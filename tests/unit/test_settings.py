@@ -43,7 +43,18 @@ COVERTYPE_COLLECT_MARGIN_SECONDS COVERTYPE_COLLECT_TIMEOUT_SECONDS COVERTYPE_COL
 COVERTYPE_TRAIN_TIMEOUT_SECONDS
 """.split()  # noqa: SIM905 (a frozen list, compact)
 # Added since, each by the change that needed it.
-ADDED = ["COVERTYPE_REPRODUCE_TOLERANCE", "COVERTYPE_SERVE_BUDGET_US"]
+ADDED = [
+    "COVERTYPE_REPRODUCE_TOLERANCE", "COVERTYPE_SERVE_BUDGET_US", "COVERTYPE_RELEASE_MODE",
+    "COVERTYPE_CHALLENGER_ALIAS", "COVERTYPE_SHADOW_SHARE", "COVERTYPE_SHADOW_QUEUE",
+    "COVERTYPE_RELEASE_F1_TOLERANCE", "COVERTYPE_RELEASE_LATENCY_FACTOR",
+    "COVERTYPE_RELEASE_MIN_SHADOW_ROWS", "COVERTYPE_CHALLENGER_MAX_WAIT_SECONDS",
+    "COVERTYPE_ROLLBACK_MARGIN",
+]  # fmt: skip
+FRACTIONS = {
+    "COVERTYPE_SHADOW_SHARE",
+    "COVERTYPE_RELEASE_F1_TOLERANCE",
+    "COVERTYPE_ROLLBACK_MARGIN",
+}
 
 
 def a_value(annotation: object, env: str) -> tuple[str, object]:
@@ -55,7 +66,7 @@ def a_value(annotation: object, env: str) -> tuple[str, object]:
     if "int" in kind:
         return "7", 7
     if "float" in kind:
-        return "2.5", 2.5
+        return ("0.25", 0.25) if env in FRACTIONS else ("2.5", 2.5)
     if "Path" in kind:
         return "/tmp/a-path", "/tmp/a-path"
     text = {"COVERTYPE_UI_LINKS": "api,grafana"}.get(env, f"a-value-of-{env.lower()}-12345")

@@ -15,6 +15,13 @@ batch at the first call after a window and never skips one, so each run gets the
   arrived: made by the training run instead, a batch stored during a training would be
   compared with a champion that trained on it. It never holds collection up: when it cannot
   be made (MLflow down), it says why and the training run makes it.
+- **review_release**: the release review (`covertype.release.review`, what `covertype
+  releases review` does): a challenger is promoted or retired on the batch's rows neither
+  it nor the champion trained on; a champion promoted since the last review is checked
+  against the one it replaced, and rolled back when it lost by more than
+  `COVERTYPE_ROLLBACK_MARGIN`. It runs whatever the collection did (a challenger waiting
+  past `COVERTYPE_CHALLENGER_MAX_WAIT_SECONDS` is decided without a new batch); it fails,
+  moving nothing, when MLflow does not answer, and the next run decides again.
 - **publish_cover_type** updates the Asset `cover_type` (extra: batch, rows stored, ...),
   which schedules the training DAG; skipped when the run stored no new rows.
 
@@ -101,6 +108,14 @@ def covertype_collect():
         log.info(report.reason)
         return {k: v for k, v in report.as_dict().items() if k != "feature_scores"}
 
+    @task(trigger_rule="all_done")
+    def review_release(dag_run=None) -> list[str]:
+        from covertype.release.review import review
+
+        # On the newest batch collected: this run's, or (none stored) the last one.
+        actor = f"Airflow {schedule.COLLECT_DAG} run {dag_run.run_id if dag_run else '?'}"
+        return review(get_settings(), actor)
+
     @task(outlets=[COVER_TYPE])
     def publish_cover_type(result: dict, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -117,7 +132,9 @@ def covertype_collect():
 
     collected = collect()
     # (Airflow types a task's call with its function's parameters, not the XComArgs it takes.)
-    report_batch(collected) >> publish_cover_type(collected)  # type: ignore[arg-type]
+    reported = report_batch(collected)  # type: ignore[arg-type]
+    reported >> publish_cover_type(collected)  # type: ignore[arg-type]
+    reported >> review_release()
 
 
 covertype_collect()

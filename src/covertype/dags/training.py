@@ -124,7 +124,7 @@ def covertype_train():
     def publish_champion(result: dict, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if not result["promoted"]:
+        if result["alias"] != get_settings().mlflow.model_alias:  # refused, or challenger
             raise AirflowSkipException(f"champion unchanged: {result['decision']}")
         extra = {
             key: result[key]

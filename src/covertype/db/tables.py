@@ -127,3 +127,40 @@ retrain_decisions = Table(
     Column("champion_rows", Integer, nullable=False),
     Column("run_id", String(250)),  # the Airflow DAG run that decided
 )
+
+# The release ledger: every move of the serving alias (`champion`) or of `challenger`, one
+# row each, written in the same step as the move (covertype.release.moves).
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("moved_at", _MICROSECONDS, nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),  # "champion" or "challenger" (their settings)
+    # promote, challenge, retire, rollback, automatic_rollback (covertype.release.moves)
+    Column("action", String(32), nullable=False),
+    Column("from_version", String(32)),  # None: the alias pointed nowhere
+    Column("to_version", String(32)),  # None: the alias was removed (a retirement)
+    Column("actor", String(250), nullable=False),  # who or which process moved it
+    Column("reason", Text, nullable=False),
+    Column("scores", Text),  # JSON: the figures the move was decided on
+    Index("ix_releases_model_name_id", "model_name", "id"),
+)
+
+# The challenger's answers beside the champion's, for the sampled requests the API shadowed
+# (off the request path): one row per record, linked to `predictions` by request id.
+shadow_predictions = Table(
+    "shadow_predictions",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("predicted_at", _MICROSECONDS, nullable=False),
+    Column("champion_version", String(32), nullable=False),
+    Column("champion_cover_type", SmallInteger, nullable=False),
+    Column("champion_latency_us", Float, nullable=False),  # its predict, per record
+    Column("challenger_version", String(32), nullable=False),
+    Column("challenger_cover_type", SmallInteger),  # None: the challenger failed
+    Column("challenger_latency_us", Float),  # its predict, per record
+    Column("error", Text),  # why the challenger gave no answer
+    Index("ix_shadow_predictions_challenger_version_id", "challenger_version", "id"),
+)

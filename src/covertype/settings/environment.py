@@ -27,6 +27,7 @@ from covertype.settings.loadtest import LoadtestSettings
 from covertype.settings.mlflow import MlflowSettings
 from covertype.settings.monitor import MonitorSettings
 from covertype.settings.prometheus import PrometheusSettings
+from covertype.settings.release import ReleaseSettings
 from covertype.settings.serve import ServeSettings
 from covertype.settings.source import SourceSettings
 from covertype.settings.train import TrainSettings
@@ -63,6 +64,7 @@ class Settings(BaseSettings):
     ui: UiSettings = Field(default_factory=UiSettings)
     loadtest: LoadtestSettings = Field(default_factory=LoadtestSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
     airflow: AirflowSettings = Field(default_factory=AirflowSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 

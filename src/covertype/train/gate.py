@@ -1,10 +1,13 @@
-"""The champion gate: the serving alias moves to a new version only when it is within the
-serving budget and beats the current champion's macro F1, both scored on the same held-out
-rows of today's data (or the champion is over the budget).
+"""The champion gate: a new version passes only when it is within the serving budget and
+beats the current champion's macro F1, both scored on the same held-out rows of today's
+data (or the champion is over the budget).
 
 `decide` is the rule (pure); `apply` is the MLflow step: it scores the champion, tags the new
-version with the decision, then moves the alias, so a version is fully described before
-anything serves it.
+version with the decision, then moves an alias (covertype.release.moves, with its ledger
+row), so a version is fully described before anything serves it. A version that passes
+becomes `challenger` (COVERTYPE_RELEASE_MODE=shadow, the default: the API shadows it and the
+next batch's review promotes or retires it), or `champion` at once when there is no champion
+yet or the mode is `direct`.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ class Champion(NamedTuple):
 
 @dataclass(frozen=True)
 class Decision:
-    promoted: bool
+    promoted: bool  # the version passed the gate
     text: str
+    alias: str | None = None  # the alias it took (champion or challenger), set by `apply`
 
 
 def decide(
@@ -134,13 +138,49 @@ def apply(
         "gate.holdout_hash": holdout_hash,
         "gate.budget_us": f"{budget:g}",
     }
+    # The challenger's probation is for a champion that can stay meanwhile: not for none,
+    # one that cannot be scored, or one over the budget.
+    can_stay = (
+        champion is not None
+        and champion.macro_f1 is not None
+        and (champion.cost is None or champion.cost.within(budget))
+    )
+    if decision.promoted and can_stay and settings.release.mode == "shadow":
+        alias = settings.release.challenger_alias
+        decision = Decision(
+            True,
+            f"{decision.text.replace('promoted: ', 'challenger: ', 1)}; shadowed until a "
+            "fresh batch decides (COVERTYPE_RELEASE_MODE=shadow)",
+        )
+        tags["gate.decision"] = decision.text
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.update_model_version(name, version, description=decision.text)
     if decision.promoted:
-        client.set_registered_model_alias(name, alias, version)
+        _release(client, settings, alias, version, decision.text, tags)
+        decision = Decision(True, decision.text, alias)
     mlflow.set_tags(tags | {"version": version})
     if champion and champion.macro_f1 is not None:
         mlflow.log_metric("gate_champion_macro_f1", champion.macro_f1)
     mlflow.log_metric("gate_new_macro_f1", new_macro_f1)
     return decision, champion
+
+
+def _release(client, settings: Settings, alias: str, version: str, text: str, tags: dict):
+    """`alias` to `version` through the release ledger; a challenger it replaces is retired
+    first (a newer version beat the champion since)."""
+    import mlflow
+
+    from covertype.release import ledger
+    from covertype.release.moves import aliases, move
+
+    actor = f"training run {mlflow.active_run().info.run_id}"  # type: ignore[union-attr]
+    scores = {k.removeprefix("gate."): v for k, v in tags.items() if k != "gate.decision"}
+    waiting = aliases(client, settings).get(alias)
+    if alias == settings.release.challenger_alias and waiting not in (None, version):
+        why = f"replaced by v{version}, which passed the gate after it"
+        move(client, settings, alias=alias, action=ledger.RETIRE, to_version=None,
+             actor=actor, reason=why, scores=scores)  # fmt: skip
+    action = ledger.PROMOTE if alias == settings.mlflow.model_alias else ledger.CHALLENGE
+    move(client, settings, alias=alias, action=action, to_version=version, actor=actor,
+         reason=text, scores=scores)  # fmt: skip

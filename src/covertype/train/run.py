@@ -25,11 +25,11 @@ class TrainResult:
     params: dict
     holdout_macro_f1: float
     holdout_accuracy: float
-    promoted: bool
+    promoted: bool  # passed the gate: took `alias`
     decision: str
     champion_version: str | None
     champion_macro_f1: float | None
-    alias: str
+    alias: str | None  # what it became: champion, challenger (shadow mode), None: refused
     rows: int
     holdout_rows: int
 
@@ -125,7 +125,7 @@ def train(
         decision=decision.text,
         champion_version=champion.version if champion else None,
         champion_macro_f1=champion.macro_f1 if champion else None,
-        alias=settings.mlflow.model_alias,
+        alias=decision.alias,
         rows=len(frame),
         holdout_rows=len(rows.holdout),
     )
