@@ -250,6 +250,7 @@ print(json.dumps({
                     "backoff": t.retry_exponential_backoff,
                     "timeout": seconds(t.execution_timeout),
                     "outlets": assets(t.outlets),
+                    "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
                 }
                 for t in dag.tasks
             },
@@ -280,11 +281,17 @@ def test_dags_import_cleanly_with_expected_tasks_schedules_and_retries(airflow):
     assert collect["timetable"] == "DeltaTriggerTimetable" and collect["delta"] == 135
     assert (collect["catchup"], collect["max_active_runs"]) == (False, 1)
     assert collect["params"] == {"resume": False}
-    assert list(collect["tasks"]) == ["collect", "report_batch", "publish_cover_type"]
+    assert sorted(collect["tasks"]) == [
+        "collect", "publish_cover_type", "report_batch", "review_release"
+    ]  # fmt: skip
     task = collect["tasks"]["collect"]
     assert task["downstream"] == ["publish_cover_type", "report_batch"]
-    # The batch's report is stored before the Asset update can start a training.
-    assert collect["tasks"]["report_batch"]["downstream"] == ["publish_cover_type"]
+    # The batch's report is stored before the Asset update can start a training, and
+    # before the release review (both score the champion serving while it arrived).
+    assert collect["tasks"]["report_batch"]["downstream"] == [
+        "publish_cover_type", "review_release"
+    ]  # fmt: skip
+    assert collect["tasks"]["review_release"]["trigger_rule"] == "all_done"
     assert task["retries"] == 3 and task["backoff"] == 2.0 and task["timeout"] == 300
     assert collect["tasks"]["publish_cover_type"]["outlets"] == ["cover_type"]
 
@@ -351,8 +358,10 @@ def test_collection_then_training_by_hand_then_the_policy_skips_and_drift_retrai
         assert tasks == {
             "collect": "success",
             "report_batch": "success",
+            "review_release": "success",
             "publish_cover_type": "success",
         }
+        assert airflow.xcom(COLLECT_DAG, run_id, "review_release") == ["no challenger"]
         results.append((time.monotonic(), airflow.xcom(COLLECT_DAG, run_id, "collect")))
         report = airflow.xcom(COLLECT_DAG, run_id, "report_batch")  # made as the batch came
         assert report["batch_number"] == len(results) and not report["computed"]
@@ -476,6 +485,7 @@ def test_exhausted_source_skips_the_run_and_pauses_collection_until_it_serves_ag
     assert tasks == {
         "collect": "skipped",
         "report_batch": "skipped",
+        "review_release": "skipped",  # MLflow is not there: nothing to review with
         "publish_cover_type": "skipped",
     }
     assert "All data was collected for group 7" in output
@@ -491,6 +501,8 @@ def test_exhausted_source_skips_the_run_and_pauses_collection_until_it_serves_ag
     # Restarted source; a run triggered with resume asks at once and collects again.
     httpx.get(f"{source.url}/restart_data_generation", params={"group_number": 7})
     run_id, state, tasks, output = airflow.dags_test(COLLECT_DAG, env, conf={"resume": True})
+    assert tasks.pop("review_release") == "skipped", output[-4000:]  # MLflow is not there
+    assert "no release review now: " in output
     assert set(tasks.values()) == {"success"}, output[-4000:]
     assert "collection resumed" in output
     stored = airflow.xcom(COLLECT_DAG, run_id, "collect")["stored"]

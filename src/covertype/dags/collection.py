@@ -20,8 +20,8 @@ batch at the first call after a window and never skips one, so each run gets the
   it nor the champion trained on; a champion promoted since the last review is checked
   against the one it replaced, and rolled back when it lost by more than
   `COVERTYPE_ROLLBACK_MARGIN`. It runs whatever the collection did (a challenger waiting
-  past `COVERTYPE_CHALLENGER_MAX_WAIT_SECONDS` is decided without a new batch); it fails,
-  moving nothing, when MLflow does not answer, and the next run decides again.
+  past `COVERTYPE_CHALLENGER_MAX_WAIT_SECONDS` is decided without a new batch); skipped,
+  moving nothing, when MLflow does not answer (the log says why): the next run decides.
 - **publish_cover_type** updates the Asset `cover_type` (extra: batch, rows stored, ...),
   which schedules the training DAG; skipped when the run stored no new rows.
 
@@ -110,11 +110,17 @@ def covertype_collect():
 
     @task(trigger_rule="all_done")
     def review_release(dag_run=None) -> list[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from covertype.errors import Unavailable
         from covertype.release.review import review
 
         # On the newest batch collected: this run's, or (none stored) the last one.
         actor = f"Airflow {schedule.COLLECT_DAG} run {dag_run.run_id if dag_run else '?'}"
-        return review(get_settings(), actor)
+        try:
+            return review(get_settings(), actor)
+        except Unavailable as error:  # MLflow down: nothing moved, the next run decides
+            raise AirflowSkipException(f"no release review now: {error}") from error
 
     @task(outlets=[COVER_TYPE])
     def publish_cover_type(result: dict, outlet_events=None) -> dict:
