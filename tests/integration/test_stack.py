@@ -300,6 +300,99 @@ def test_up_fast_serves_a_champion_end_to_end(stack, real_frame, tmp_path):
     assert re.search(r"\| Aggregated \| \d+ \| 0 \|", load.stdout), load.stdout
 
 
+# ---------------------------------------------------------------- releases under load
+
+WEAK = ("lightgbm", {"n_estimators": 2, "num_leaves": 3, "learning_rate": 0.05})
+
+
+def ledger_moves(stack: Stack) -> list[tuple]:
+    with sqlite3.connect(stack.home / "cover_type.db") as db:
+        return db.execute(
+            "SELECT id, alias, action, from_version, to_version FROM releases ORDER BY id"
+        ).fetchall()
+
+
+def test_a_forced_bad_champion_is_rolled_back_without_a_failed_prediction(
+    stack, records, real_frame, tmp_path, monkeypatch
+):
+    """A version that scores far below the champion (two trees of three leaves, trained on
+    2,000 rows beside the stack), forced in by `covertype promote`, rolled back by hand,
+    forced again, then rolled back automatically by the next collected batch's review; the
+    API swaps each time under a bounded load, and the alert fires in the stack's Prometheus."""
+    from covertype.settings import Settings
+    from covertype.train import train
+    from tests.support.data import fill_data_db
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "covertype-train")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.secrets["COVERTYPE_MLFLOW_TRAIN_PASSWORD"])
+    mlflow_url = url(stack.env, "COVERTYPE_MLFLOW_PORT")
+    beside = Settings.from_env({
+        "COVERTYPE_HOME": tmp_path / "home", "MLFLOW_TRACKING_URI": mlflow_url,
+        "COVERTYPE_DATA_DB_URL": f"sqlite:///{tmp_path / 'beside.db'}",
+    })  # fmt: skip
+    fill_data_db(beside.data_db, real_frame, rows=2000, batches=1)
+    bad = train(beside, candidates=[WEAK])
+    assert bad.alias is None, bad.decision  # the gate refused it: nothing moved
+    good = stack.ready()["model"]["version"]
+
+    def serving() -> str:
+        return stack.ready()["model"]["version"]
+
+    def cli(*args: str) -> str:
+        done = run_cli(list(args), stack.env, tmp_path, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    started = time.time()
+    with PredictLoad(stack.api, records, headers=stack.keyed, max_seconds=600) as load:
+        time.sleep(1)
+        cli("promote", bad.version, "--reason", "stack test: a bad version forced in")
+        stack.wait(lambda: serving() == bad.version, 30, f"v{bad.version} served")
+        cli("rollback", "--reason", "stack test: back by hand")
+        stack.wait(lambda: serving() == good, 30, f"v{good} served again")
+        cli("promote", bad.version, "--reason", "stack test: forced in again")
+        stack.wait(lambda: serving() == bad.version, 30, f"v{bad.version} served")
+        forced = time.time()
+        # The next collected batch's review (the collection DAG's review_release).
+        margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])
+        window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
+        stack.wait(
+            lambda: ledger_moves(stack)[-1][2] == "automatic_rollback", 2 * window + 90,
+            "an automatic rollback",
+        )  # fmt: skip
+        rolled_back = time.time()
+        stack.wait(lambda: serving() == good, 30, f"v{good} served after the rollback")
+        time.sleep(1)
+    assert load.requests > 100
+    assert load.failures() == [], load.failures()[:5]
+    moves = [(alias, action, old, new) for _, alias, action, old, new in ledger_moves(stack)]
+    assert moves[-4:] == [
+        ("champion", "promote", good, bad.version),
+        ("champion", "rollback", bad.version, good),
+        ("champion", "promote", good, bad.version),
+        ("champion", "automatic_rollback", bad.version, good),
+    ]
+    shown = cli("releases")
+    assert "automatic_rollback" in shown and "stack test: back by hand" in shown
+    fault(
+        "none: a bad champion forced in, rolled back by hand, forced again, rolled back "
+        "automatically", rolled_back - forced, len(load.failures()), load.requests,
+        f"automatic rollback {rolled_back - forced:.0f} s after the forced promotion",
+    )  # fmt: skip
+
+    prometheus = url(stack.env, "COVERTYPE_PROMETHEUS_PORT")
+
+    def firing() -> bool:
+        alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        return any(
+            a["labels"]["alertname"] == "CovertypeAutomaticRollback" and a["state"] == "firing"
+            for a in alerts
+        )
+
+    stack.wait(firing, 120, "CovertypeAutomaticRollback firing in Prometheus")
+    print(f"releases under load: {load.requests} requests, 0 failed, {time.time() - started:.0f} s")
+
+
 # ---------------------------------------------------------------- faults under load
 
 
@@ -554,6 +647,35 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
     assert shot.stat().st_size > 50_000
     print(f"screenshot: {shot}")
     assert any(drifted for _, drifted in seen), f"no batch flagged as drifted: {seen}"
+
+
+def test_challengers_were_shadowed_then_decided_by_the_next_batch(stack):
+    """The stack's own trainings (new rows, the wilderness drift) named challengers; the API
+    shadowed them beside the champion and a collection run's review decided each."""
+    with sqlite3.connect(stack.home / "cover_type.db") as db:
+        moves = db.execute(
+            "SELECT alias, action, from_version, to_version, actor, reason FROM releases "
+            "ORDER BY id"
+        ).fetchall()
+        shadowed = dict(db.execute(
+            "SELECT challenger_version, COUNT(*) FROM shadow_predictions "
+            "WHERE challenger_cover_type IS NOT NULL GROUP BY challenger_version"
+        ).fetchall())  # fmt: skip
+    print("\nthe release ledger:")
+    for move in moves:
+        print("  ", move)
+    print(f"shadow answers by challenger version: {shadowed}")
+    named = [new for alias, action, _, new, _, _ in moves if action == "challenge"]
+    decided = [
+        (action, old)
+        for alias, action, old, _, actor, _ in moves
+        if alias == "challenger"
+        and action in ("promote", "retire")
+        and "covertype_collect" in actor
+    ]
+    assert named, moves
+    assert decided, moves
+    assert any(old in shadowed for _, old in decided), (decided, shadowed)
 
 
 def test_down_stops_every_process(stack, tmp_path):

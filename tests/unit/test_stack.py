@@ -112,6 +112,7 @@ def test_monitoring_news_tells_new_reports_and_decisions_once(tmp_path):
     from datetime import UTC, datetime
 
     from covertype import db
+    from covertype.release import ledger
     from covertype.settings import Settings
     from covertype.stack.progress import MonitoringNews
 
@@ -131,11 +132,15 @@ def test_monitoring_news_tells_new_reports_and_decisions_once(tmp_path):
         "features": 12, "drift_share": 0.58, "drift_share_threshold": 0.5,
         "live_accuracy": 0.612, "live_macro_f1": 0.4,
     })  # fmt: skip
+    with engine.begin() as conn:
+        ledger.record(conn, ledger.Move("covertype", "challenger", "challenge", None, "2",
+                                        "training run r", "macro F1 0.9 beats 0.8"))  # fmt: skip
     told = news.poll(settings)
     assert told == [
         "monitoring: batch 4 vs champion v1: DRIFT (7 of 12 features, share 0.58); "
         "the champion on it: accuracy 0.612, macro F1 0.400",
         "policy: training skipped: no drift and 2%",
+        "release: challenger – → 2 (challenge): macro F1 0.9 beats 0.8",
     ]
     assert news.poll(settings) == []
     engine.dispose()

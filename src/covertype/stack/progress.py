@@ -98,11 +98,11 @@ def ranges(batches: Iterable[int]) -> str:
 
 
 class MonitoringNews:
-    """New drift reports and retraining decisions in the data DB, each told once; those of
-    an earlier stack (on the same home) are not news."""
+    """New drift reports, retraining decisions and release moves in the data DB, each told
+    once; those of an earlier stack (on the same home) are not news."""
 
     def __init__(self) -> None:
-        self.after = {"drift_reports": 0, "retrain_decisions": 0}
+        self.after = {"drift_reports": 0, "retrain_decisions": 0, "releases": 0}
         self.started = False
 
     def poll(self, settings: Settings) -> list[str]:
@@ -114,7 +114,7 @@ class MonitoringNews:
             return []
         news = []
         try:
-            for table in (db.drift_reports, db.retrain_decisions):
+            for table in (db.drift_reports, db.retrain_decisions, db.releases):
                 try:
                     rows = db.rows_after(engine, table, self.after[table.name])
                 except Exception:  # no table before the first training
@@ -133,6 +133,9 @@ class MonitoringNews:
 
 
 def _tell(table: str, row: dict) -> str:
+    if table == "releases":
+        moved = f"{row['from_version'] or '–'} → {row['to_version'] or '–'}"
+        return f"release: {row['alias']} {moved} ({row['action']}): {row['reason']}"
     if table == "retrain_decisions":
         verdict = "retraining" if row["train"] else "training skipped"
         return f"policy: {verdict}: {row['reason']}"
