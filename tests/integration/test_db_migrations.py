@@ -315,8 +315,9 @@ def test_db_commands_say_where_the_database_is_and_what_to_run(engine, data_db_u
         "run `covertype db upgrade`"
     )
     history = cli(["history"], data_db_url, tmp_path).stdout.splitlines()
-    assert history[0].startswith(f"0001_baseline -> {HEAD} (head): Index cover_type")
-    assert history[1].startswith("<base> -> 0001_baseline (current): Baseline")
+    assert history[0].startswith(f"0002_cover_type_batch_index -> {HEAD} (head): The release")
+    assert history[1].startswith("0001_baseline -> 0002_cover_type_batch_index: Index cover_type")
+    assert history[-1].startswith("<base> -> 0001_baseline (current): Baseline")
 
     done = cli(["upgrade", "--to", "0042_nothing"], data_db_url, tmp_path)
     assert done.returncode == 2

@@ -5,7 +5,6 @@ serve, and every move is one ledger row (`covertype releases`)."""
 
 from __future__ import annotations
 
-
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient

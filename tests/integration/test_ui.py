@@ -189,43 +189,6 @@ def test_the_locust_link_shows_while_a_locust_web_ui_answers(monkeypatch, tmp_pa
     assert "[Locust (load test running)](http://127.0.0.1:8089)" in links
 
 
-def test_the_monitoring_tab_says_what_is_missing_without_a_champion_or_mlflow(
-    monkeypatch, tmp_path
-):
-    monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("COVERTYPE_API_URL", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.delenv("COVERTYPE_PROMETHEUS_URL", raising=False)
-    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
-    app.run()
-    assert not app.exception
-    tab = app.tabs[3]
-    warnings = [w.value for w in tab.warning]
-    assert any(
-        w.startswith("The champion history comes from MLflow at http://127.0.0.1:")
-        for w in warnings
-    )
-    assert any("COVERTYPE_PROMETHEUS_URL is unset" in w for w in warnings)
-    infos = [i.value for i in tab.info]
-    assert any(i.startswith("No batch collected yet") for i in infos)
-    assert any(i.startswith("No drift report yet") for i in infos)
-
-
-def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(
-    monkeypatch, tmp_path, mlflow_server, champion
-):
-    monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
-    monkeypatch.setenv("COVERTYPE_MODEL_NAME", champion["model_name"])
-    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
-    app.run()
-    assert not app.exception
-    tab = app.tabs[3]
-    assert not [w.value for w in tab.warning if "MLflow" in w.value]
-    assert tab.get("vega_lite_chart")  # the champion history
-    assert any(f"v{champion['version']} lightgbm" in c.value for c in tab.caption)
-
-
 def test_screenshot_of_a_prediction_in_headless_chromium(inference_api, tmp_path, champion):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By

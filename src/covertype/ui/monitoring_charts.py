@@ -3,6 +3,8 @@ one function per chart, each given only what it draws."""
 
 from __future__ import annotations
 
+import functools
+
 import altair as alt
 import pandas as pd
 
@@ -135,3 +137,116 @@ def traffic_chart(frame: pd.DataFrame, measure: str) -> alt.Chart:
             tooltip=["time:T", "endpoint", alt.Tooltip("value:Q", format=".2f")],
         )
     )
+
+
+# The moves on the timeline: a shape per action, rollbacks in red.
+MOVE_SHAPES = alt.Scale(
+    domain=["promote", "challenge", "retire", "rollback", "automatic_rollback"],
+    range=["triangle-up", "circle", "cross", "triangle-down", "diamond"],
+)
+MOVE_LEGEND = (
+    "▲ promote · ● challenge · ✚ retire · ▼ rollback · ◆ automatic rollback (red: rollbacks)"
+)
+WHEN = "%Y-%m-%d %H:%M:%S"
+
+
+def release_charts(
+    periods: pd.DataFrame, moves: pd.DataFrame, accuracy: pd.DataFrame
+) -> tuple[alt.LayerChart, alt.LayerChart]:
+    """The release timeline (`alias_periods`, each move a mark with its reason in the
+    tooltip) and, to draw below it, the live accuracy of each version on the batches it
+    served. Two charts, each as wide as the page (a concatenation cannot be), lined up: the
+    same time scale, y axes of one width, no legend, one colour a version in both."""
+    versions = sorted({*periods["version"], *accuracy["version"]}, key=_version_order)
+    # No legends: they would make the plots' widths differ (the bars and the points say
+    # their version; MOVE_LEGEND, a caption, the shapes).
+    color = alt.Color(
+        "version:N",
+        scale=alt.Scale(domain=versions, scheme="category10"),  # rollbacks' red comes 4th
+        legend=None,
+    )
+    times = pd.concat([periods["start"], periods["end"], moves["moved_at"], accuracy["created_at"]])
+    pad = (times.max() - times.min()) * 0.02 + pd.Timedelta(seconds=30)
+    domain = [_datetime(t) for t in (times.min() - pad, times.max() + pad)]
+    x = functools.partial(
+        alt.X, title=None, scale=alt.Scale(domain=domain), axis=alt.Axis(format="%H:%M")
+    )
+    return _timeline(periods, moves, color, x), _serving_accuracy(accuracy, color, x)
+
+
+def _timeline(periods: pd.DataFrame, moves: pd.DataFrame, color, x) -> alt.LayerChart:
+    alias_order = list(dict.fromkeys(moves["alias"]))  # the serving alias's first move is first
+    y = alt.Y("alias:N", title=None, sort=alias_order, axis=_Y_AXIS)
+    bars = (
+        alt.Chart(periods)
+        .transform_calculate(label="'v' + datum.version")
+        .mark_bar(height=18, opacity=0.85)
+        .encode(
+            x=x("start:T"), x2="end:T", y=y, color=color,
+            tooltip=["alias", alt.Tooltip("label:N", title="version"),
+                     alt.Tooltip("start:T", format=WHEN), alt.Tooltip("end:T", format=WHEN),
+                     "current"],
+        )
+    )  # fmt: skip
+    labels = bars.mark_text(align="left", dx=10, fontWeight="bold").encode(
+        text="label:N", color=alt.value("white")
+    )
+    rolled_back = alt.FieldOneOfPredicate(field="action", oneOf=["rollback", "automatic_rollback"])
+    marks = (
+        alt.Chart(moves)
+        .mark_point(size=170, filled=True, opacity=1, stroke="white", strokeWidth=1)
+        .encode(
+            x=x("moved_at:T"), y=y,
+            shape=alt.Shape("action:N", scale=MOVE_SHAPES, legend=None),
+            color=alt.condition(rolled_back, alt.value("#d62728"), alt.value("black")),
+            tooltip=[alt.Tooltip("moved_at:T", title="when", format=WHEN), "alias", "action",
+                     "change", "actor", "reason"],
+        )
+    )  # fmt: skip
+    # A band a row: Streamlit draws a layer chart at its own height, not at a number's.
+    chart = alt.layer(
+        bars, labels, marks, title="Releases: which version each alias held, and the moves"
+    ).properties(height=alt.Step(32))
+    assert isinstance(chart, alt.LayerChart)  # no facet encoding to hoist into a FacetChart
+    return chart
+
+
+def _serving_accuracy(accuracy: pd.DataFrame, color, x) -> alt.LayerChart:
+    labelled = accuracy.assign(
+        label="v"
+        + accuracy["version"].astype(str)
+        + " · batch "
+        + accuracy["batch_number"].astype(str)
+    )
+    base = alt.Chart(labelled)
+    base = base.encode(
+        x=x("created_at:T"),
+        y=alt.Y("live_accuracy:Q", title=None, scale=alt.Scale(zero=False), axis=_Y_AXIS),
+        color=color,
+        detail="stint:N",  # no line across the time another version served
+        tooltip=["version", "batch_number", alt.Tooltip("live_accuracy:Q", format=".3f"),
+                 alt.Tooltip("live_macro_f1:Q", format=".3f"),
+                 alt.Tooltip("created_at:T", title="scored", format=WHEN)],
+    )  # fmt: skip
+    lines = base.mark_line(point=alt.OverlayMarkDef(size=60))
+    labels = base.mark_text(dy=-10, fontSize=10).encode(text="label:N")
+    chart = alt.layer(
+        lines, labels, title="Live accuracy of the serving version on each batch as it arrived"
+    )
+    assert isinstance(chart, alt.LayerChart)
+    return chart
+
+
+# Both charts' plots start at the same x (no axis title: it would add its own width).
+_Y_AXIS = alt.Axis(minExtent=90, maxExtent=90)
+
+
+def _datetime(moment: pd.Timestamp) -> alt.DateTime:
+    """A scale's bound (Vega-Lite takes no pandas timestamp; Streamlit garbles epoch ms)."""
+    t = moment.tz_convert("UTC")
+    return alt.DateTime(year=t.year, month=t.month, date=t.day, hours=t.hour,
+                        minutes=t.minute, seconds=t.second, utc=True)  # fmt: skip
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 30, version)

@@ -1,12 +1,16 @@
 """What the UI's Monitoring tab draws, as DataFrames, each from where it lives: rows per
-batch and the batch drift reports from the data DB, the champion history from the MLflow
-registry, request rate and latency from Prometheus. Each reader raises SourceUnavailable
-with a sentence for the page when its source cannot answer, so the tab shows the rest."""
+batch, the batch drift reports and the release ledger from the data DB, the champion history
+from the MLflow registry, request rate and latency from Prometheus. Each reader raises
+SourceUnavailable with a sentence for the page when its source cannot answer, so the tab
+shows the rest."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pandas as pd
@@ -14,29 +18,31 @@ import pandas as pd
 from covertype.errors import Unavailable
 from covertype.settings import Settings
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
 
 class SourceUnavailable(Unavailable):
     """A source of the tab did not answer; the message says which and why."""
 
 
-def _rows(settings: Settings, what: str, query) -> list:
-    """The rows of a select on the data DB; none where the DB or its table does not exist
-    yet (nothing collected), Unavailable where the DB does not answer. Read-only: the UI
-    creates neither files nor tables."""
+@contextlib.contextmanager
+def _data_db(settings: Settings, what: str, table: str) -> Iterator[sa.Engine | None]:
+    """An engine on the data DB, None where the DB or `table` does not exist yet (nothing
+    collected, or a DB from before the table's migration); SourceUnavailable where the DB
+    does not answer, naming `what` could not be read. Read-only: the UI creates neither
+    files nor tables."""
     import sqlalchemy as sa
 
     from covertype import db
 
     url = sa.engine.make_url(settings.data_db)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
-        return []
+        yield None
+        return
     engine = db.make_engine(settings.data_db)
     try:
-        table = query.get_final_froms()[0]
-        if not sa.inspect(engine).has_table(table.name):
-            return []
-        with engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+        yield engine if sa.inspect(engine).has_table(table) else None
     except Exception as error:
         raise SourceUnavailable(
             f"{what} come from the data DB ({db_name(settings)}), which did not answer "
@@ -44,6 +50,15 @@ def _rows(settings: Settings, what: str, query) -> list:
         ) from None
     finally:
         engine.dispose()
+
+
+def _rows(settings: Settings, what: str, query) -> list:
+    """The rows of a select on the data DB; none where the DB or its table does not exist."""
+    with _data_db(settings, what, query.get_final_froms()[0].name) as engine:
+        if engine is None:
+            return []
+        with engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def db_name(settings: Settings) -> str:
@@ -157,6 +172,102 @@ def accuracy_before_after(drift: pd.DataFrame, history: pd.DataFrame | None) -> 
     frame = pd.concat(frames, ignore_index=True)
     frame["batch_number"] = frame["batch_number"].astype(int)
     return frame.sort_values(["batch_number", "when"], ascending=[True, False], ignore_index=True)
+
+
+MOVE_COLUMNS = ["moved_at", "alias", "action", "from_version", "to_version", "actor", "reason"]
+
+
+def release_moves(settings: Settings) -> pd.DataFrame:
+    """The release ledger of the served model (MOVE_COLUMNS, and `change`: "v3 → v4", "–"
+    where the alias pointed nowhere), oldest first; empty before the first move (or the
+    ledger's migration)."""
+    from covertype.release import ledger
+
+    with _data_db(settings, "Release moves", "releases") as engine:
+        found = [] if engine is None else ledger.moves(engine, settings.mlflow.model_name)
+    rows = [{c: getattr(move, c) for c in MOVE_COLUMNS} for move in found]
+    frame = pd.DataFrame(rows, columns=MOVE_COLUMNS)
+    frame["moved_at"] = pd.to_datetime(frame["moved_at"], utc=True)
+    frame["change"] = [f"{_v(a)} → {_v(b)}" for a, b in
+                       zip(frame["from_version"], frame["to_version"], strict=True)]  # fmt: skip
+    return frame
+
+
+SERVING_COLUMNS = ["created_at", "batch_number", "version", "live_accuracy", "live_macro_f1"]
+
+
+def serving_accuracy(settings: Settings) -> pd.DataFrame:
+    """The live accuracy of each version that served (SERVING_COLUMNS, and `stint`: the
+    number of the run of batches in a row it served): its score on each batch it was the
+    champion for as the batch arrived, from the computed batch reports (the latest report of
+    each batch and version)."""
+    import sqlalchemy as sa
+
+    from covertype import db
+
+    table = db.drift_reports
+    columns = [table.c.created_at, table.c.batch_number, table.c.champion_version,
+               table.c.live_accuracy, table.c.live_macro_f1]  # fmt: skip
+    query = sa.select(*columns).where(
+        table.c.kind == "batch",
+        table.c.model_name == settings.mlflow.model_name,
+        table.c.computed.is_(True),
+        table.c.champion_version.is_not(None),
+        table.c.live_accuracy.is_not(None),
+    )
+    rows = _rows(settings, "Live accuracies", query.order_by(table.c.id))
+    frame = pd.DataFrame(rows, columns=[c.name for c in columns])
+    frame = frame.rename(columns={"champion_version": "version"})
+    frame = frame.drop_duplicates(["batch_number", "version"], keep="last")
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)  # stored as UTC
+    frame = frame[SERVING_COLUMNS].sort_values("created_at", ignore_index=True)
+    # A version's stint: its batches in a row (it can serve again after a rollback).
+    frame["stint"] = (frame["version"] != frame["version"].shift()).cumsum()
+    return frame
+
+
+def alias_periods(moves: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """Which version each alias pointed at, from when to when (alias, version, start, end,
+    current): from the move that set it to the alias's next move, or to `now`. A promotion
+    also ends the period of any other alias on the same version (the challenger that won);
+    an alias removed (a retirement) has no period until it is set again."""
+    from covertype.release import ledger
+
+    periods: list[dict] = []
+    open_: dict[str, dict] = {}  # alias → its period so far
+    for move in moves.itertuples():
+        ended = [move.alias]
+        if move.action == ledger.PROMOTE:
+            ended += [a for a, p in open_.items() if p["version"] == move.to_version]
+        for alias in ended:
+            if alias in open_:
+                periods.append(open_.pop(alias) | {"end": move.moved_at, "current": False})
+        if pd.notna(move.to_version):
+            open_[move.alias] = {"alias": move.alias, "version": move.to_version,
+                                 "start": move.moved_at}  # fmt: skip
+    periods += [p | {"end": now, "current": True} for p in open_.values()]
+    frame = pd.DataFrame(periods, columns=["alias", "version", "start", "end", "current"])
+    return frame.sort_values(["start", "alias"], ignore_index=True)
+
+
+def ledger_table(moves: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
+    """The newest `limit` moves, newest first, as the page's table: when, alias, action,
+    from → to, actor, reason."""
+    newest = moves.iloc[::-1].head(limit)
+    return pd.DataFrame(
+        {
+            "when": newest["moved_at"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "alias": newest["alias"],
+            "action": newest["action"],
+            "from → to": newest["change"],
+            "actor": newest["actor"],
+            "reason": newest["reason"],
+        }
+    ).reset_index(drop=True)
+
+
+def _v(version: str | None) -> str:
+    return "–" if version is None or pd.isna(version) else f"v{version}"
 
 
 # What users wait for: the prediction endpoints (probes and scrapes are elsewhere, Grafana).

@@ -1,9 +1,10 @@
-"""The Monitoring tab: batches, drift, champions, live accuracy and traffic, each from its
-own source (`monitoring_data`); a source that does not answer is a message, the rest is
-drawn (`monitoring_charts`)."""
+"""The Monitoring tab: batches, drift, champions, live accuracy, releases and traffic, each
+from its own source (`monitoring_data`); a source that does not answer is a message, the
+rest is drawn (`monitoring_charts`)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from covertype.settings import Settings
@@ -48,6 +49,8 @@ def monitoring_tab(settings: Settings) -> None:
     elif drift is not None:
         right.info("No live accuracy yet: it is measured on each batch once a champion exists.")
 
+    releases(settings)
+
     traffic = _show(st, data.traffic, settings)
     if traffic is not None:
         if traffic.empty:
@@ -56,6 +59,40 @@ def monitoring_tab(settings: Settings) -> None:
             columns = st.columns(len(data.TRAFFIC_QUERIES))
             for column, measure in zip(columns, data.TRAFFIC_QUERIES, strict=True):
                 column.altair_chart(charts.traffic_chart(traffic, measure), width="stretch")
+
+
+LEDGER_ROWS = 20
+
+
+def releases(settings: Settings) -> None:
+    """The release ledger as a timeline of the aliases, with the live accuracy of each version
+    that served, and its newest moves as a table."""
+    moves = _show(st, data.release_moves, settings)
+    if moves is None:
+        return
+    if moves.empty:
+        st.info(
+            "No release move yet: the ledger records each promotion, challenger, retirement "
+            "and rollback (`covertype releases` prints it)."
+        )
+        return
+    accuracy = _show(st, data.serving_accuracy, settings)
+    periods = data.alias_periods(moves, pd.Timestamp.now(tz="UTC"))
+    timeline, served = charts.release_charts(periods, moves, _or_empty(accuracy))
+    st.altair_chart(timeline, width="stretch")
+    st.caption(charts.MOVE_LEGEND)
+    if accuracy is not None and not accuracy.empty:  # None: the warning above says why
+        st.altair_chart(served, width="stretch", height=240)
+    shown = min(len(moves), LEDGER_ROWS)
+    st.caption(
+        f"Release ledger of {settings.mlflow.model_name}: {len(moves)} moves, the newest "
+        f"{shown} below (`covertype releases` prints every move with its scores)."
+    )
+    st.dataframe(data.ledger_table(moves, LEDGER_ROWS), hide_index=True, width="stretch")
+
+
+def _or_empty(accuracy: pd.DataFrame | None) -> pd.DataFrame:
+    return pd.DataFrame(columns=[*data.SERVING_COLUMNS, "stint"]) if accuracy is None else accuracy
 
 
 def _show(where, read, settings: Settings):
