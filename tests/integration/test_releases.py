@@ -189,8 +189,7 @@ def test_manual_moves_refuse_what_the_api_could_not_serve_and_move_nothing(setti
         f"{champion.version}, {empty}, {pickled}"
     )
     assert refused(["rollback", "--to", empty, "--reason", "x"]) == (
-        f"covertype rollback: v{empty} has no model files at "
-        f"runs:/{champion.run_id}/nothing-here"
+        f"covertype rollback: v{empty} has no model files at runs:/{champion.run_id}/nothing-here"
     )
     assert "cannot be served: model is saved as 'cloudpickle'" in refused(
         ["promote", pickled, "--reason", "x"]

@@ -251,6 +251,7 @@ def test_health_ready_and_model_describe_the_served_version(api, registry):
     assert info["trained_batches"] == "1,2"
     assert info["trained_at"] == tags["trained_at"]
     assert info["predictor"] == "onnx" and info["predictor_note"] is None
+    assert info["challenger"] is None  # no version has the challenger alias
     # Its serving cost as the training measured it, against this API's budget.
     cost = info["serving_cost"]
     assert cost["single_row_us"] == pytest.approx(float(tags["serving.single_row_us"]))

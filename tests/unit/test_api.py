@@ -164,6 +164,7 @@ def test_ready_and_model_describe_the_model_in_memory(api):
     assert info["predictor"] == "onnx" and info["predictor_note"] is None
     assert info["fast_path_note"] is None
     assert info["registry"] == body["registry"]
+    assert info["challenger"] is None  # none served beside it
 
 
 def test_openapi_documents_every_route_with_a_real_example_record(api, real_frame):

@@ -1,5 +1,6 @@
 """The data DB: `cover_type` (valid rows, stored once by row key) and its quarantine, the
-prediction log, drift reports and retraining decisions; its schema under Alembic.
+prediction log and the challenger's shadow answers, drift reports, retraining decisions
+and the release ledger; its schema under Alembic.
 
 Works on SQLite (local), MySQL/MariaDB (compose, CI) and PostgreSQL. `from covertype import
 db` stays cheap: each name below loads its module on first use (`covertype --help` would
@@ -33,10 +34,17 @@ _HOMES = {
         "predictions",
         "drift_reports",
         "retrain_decisions",
+        "releases",
+        "shadow_predictions",
     ),
     "engine": ("make_engine",),
     "rows": ("row_key", "insert_new", "store_rows", "rows_by_batch", "count_rows"),
-    "prediction_log": ("Prediction", "insert_predictions"),
+    "prediction_log": (
+        "Prediction",
+        "ShadowPrediction",
+        "insert_predictions",
+        "insert_shadow_predictions",
+    ),
     "reports": ("add_drift_report", "latest_drift_report", "add_retrain_decision", "rows_after"),
     "schema_version": ("SchemaError", "ensure_schema"),
 }
@@ -45,6 +53,7 @@ __all__ = [  # the same names: what `from covertype.db import *` and type checke
     "ROW_KEY_LENGTH",
     "Prediction",
     "SchemaError",
+    "ShadowPrediction",
     "add_drift_report",
     "add_retrain_decision",
     "count_rows",
@@ -53,15 +62,18 @@ __all__ = [  # the same names: what `from covertype.db import *` and type checke
     "ensure_schema",
     "insert_new",
     "insert_predictions",
+    "insert_shadow_predictions",
     "latest_drift_report",
     "make_engine",
     "metadata",
     "predictions",
     "quarantine",
+    "releases",
     "retrain_decisions",
     "row_key",
     "rows_after",
     "rows_by_batch",
+    "shadow_predictions",
     "store_rows",
 ]
 
@@ -81,7 +93,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from covertype.db.engine import make_engine
-    from covertype.db.prediction_log import Prediction, insert_predictions
+    from covertype.db.prediction_log import (
+        Prediction,
+        ShadowPrediction,
+        insert_predictions,
+        insert_shadow_predictions,
+    )
     from covertype.db.reports import (
         add_drift_report,
         add_retrain_decision,
@@ -97,5 +114,7 @@ if TYPE_CHECKING:
         metadata,
         predictions,
         quarantine,
+        releases,
         retrain_decisions,
+        shadow_predictions,
     )

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, Table, insert
 
-from covertype.db.tables import predictions
+from covertype.db.tables import predictions, shadow_predictions
 
 
 class Prediction(NamedTuple):
@@ -22,6 +22,20 @@ class Prediction(NamedTuple):
     request_id: str
 
 
+class ShadowPrediction(NamedTuple):
+    """The challenger's answer to a record the champion answered (a shadowed request)."""
+
+    request_id: str  # the champion's row in `predictions` has the same
+    predicted_at: datetime
+    champion_version: str
+    champion_cover_type: int
+    champion_latency_us: float  # its predict, per record
+    challenger_version: str
+    challenger_cover_type: int | None  # None: it failed (`error` says why)
+    challenger_latency_us: float | None
+    error: str | None
+
+
 def insert_predictions(engine: Engine, records: Sequence[Prediction]) -> int:
     """Store answered records in `predictions` in one transaction and one executemany of
     plain tuples; how many were stored.
@@ -33,18 +47,36 @@ def insert_predictions(engine: Engine, records: Sequence[Prediction]) -> int:
     (sqlite3 in C, pymysql into multi-row INSERTs) ~4 µs a row (measured here)."""
     if not records:
         return 0
-    sql, order, processors = _prediction_insert(engine.dialect)
+    return _insert(
+        engine,
+        predictions,
+        (
+            {
+                **r.features,
+                "predicted_cover_type": r.cover_type,
+                "model_version": r.model_version,
+                "latency_ms": r.latency_ms,
+                "predicted_at": r.predicted_at,
+                "request_id": r.request_id,
+            }
+            for r in records
+        ),
+    )
+
+
+def insert_shadow_predictions(engine: Engine, records: Sequence[ShadowPrediction]) -> int:
+    """Store shadow answers in `shadow_predictions` as `insert_predictions` stores answers
+    (the same writer thread writes both)."""
+    if not records:
+        return 0
+    return _insert(engine, shadow_predictions, (r._asdict() for r in records))
+
+
+def _insert(engine: Engine, table: Table, records) -> int:
+    sql, order, processors = _compiled_insert(table, engine.dialect)
     pick = operator.itemgetter(*order) if order else None  # positional: a tuple in C
     rows = []
-    for r in records:
-        values = {
-            **r.features,
-            "predicted_cover_type": r.cover_type,
-            "model_version": r.model_version,
-            "latency_ms": r.latency_ms,
-            "predicted_at": r.predicted_at,
-            "request_id": r.request_id,
-        }
+    for values in records:
         for name, process in processors:
             values[name] = process(values[name])
         rows.append(pick(values) if pick else values)
@@ -54,11 +86,11 @@ def insert_predictions(engine: Engine, records: Sequence[Prediction]) -> int:
 
 
 @functools.cache
-def _prediction_insert(dialect) -> tuple[str, tuple[str, ...] | None, tuple]:
+def _compiled_insert(table: Table, dialect) -> tuple[str, tuple[str, ...] | None, tuple]:
     """The INSERT's SQL for `dialect`, its parameters' order (None: named) and the bind
     processors of the columns that have one (e.g. SQLite's datetime → text)."""
-    columns = [c for c in predictions.columns if c.name != "id"]
-    compiled = insert(predictions).compile(dialect=dialect, column_keys=[c.name for c in columns])
+    columns = [c for c in table.columns if c.name != "id"]
+    compiled = insert(table).compile(dialect=dialect, column_keys=[c.name for c in columns])
     order = tuple(compiled.positiontup or ()) if compiled.positional else None
     processors = []
     for column in columns:

@@ -1,5 +1,6 @@
-"""The inference API's app: start-up and shutdown, request ids, logs and metrics, and the
-routes (`routes`) wired together; `run` serves it with uvicorn.
+"""The inference API's app: start-up and shutdown, request ids, logs and metrics, the
+champion and the challenger in shadow beside it (`shadow`), and the routes (`routes`) wired
+together; `run` serves it with uvicorn.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from covertype.serve.drift_gauges import DriftGauges
 from covertype.serve.metrics import MULTIPROC_ENV, Metrics
 from covertype.serve.model_holder import ModelHolder
 from covertype.serve.prediction_log import ANSWERED, PredictionLog
-from covertype.serve.routes import include_routes, invalid
+from covertype.serve.release_gauges import ReleaseGauges
+from covertype.serve.routes import PredictPath, include_routes, invalid
+from covertype.serve.shadow import Shadow
 from covertype.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -79,8 +82,16 @@ class RequestContext:
     a whole fast-path prediction. A log line costs ~50 µs (a third of a bare request), so
     by default (COVERTYPE_SERVE_ACCESS_LOG=errors) only 4xx/5xx answers get one."""
 
-    def __init__(self, app, metrics: Metrics, access: str, predictions: PredictionLog | None):
+    def __init__(
+        self,
+        app,
+        metrics: Metrics,
+        access: str,
+        predictions: PredictionLog | None,
+        shadow: Shadow,
+    ):
         self.app, self.metrics, self.predictions = app, metrics, predictions
+        self.shadow, self.challenger = shadow, shadow.holder
         self.log_from = {"all": 0, "errors": 400}.get(access, 1000)  # lowest status logged
 
     async def __call__(self, scope, receive, send) -> None:
@@ -92,7 +103,9 @@ class RequestContext:
         token = REQUEST_ID.set(request_id)
         slot: list = []
         predictions = self.predictions  # a local: None-checked once, read once per answer
-        if predictions is not None:
+        # The route's answers are wanted to log them, or to shadow them (a challenger).
+        wanted = predictions is not None or self.challenger.current is not None
+        if wanted:
             answered_token = ANSWERED.set(slot)
         id_header = (b"x-request-id", request_id.encode())
         status = 0
@@ -119,9 +132,12 @@ class RequestContext:
             path = scope["path"]
             endpoint = path if path in ENDPOINTS else "other"
             self.metrics.observe_request(endpoint, scope["method"], status, seconds)
-            if predictions is not None:
-                for records, labels, version in slot:  # the route's answers, now timed
-                    predictions.add(records, labels, version, seconds * 1000, request_id)
+            if wanted:
+                for records, labels, version, shadowed in slot:  # the answers, now timed
+                    if predictions is not None:
+                        predictions.add(records, labels, version, seconds * 1000, request_id)
+                    if shadowed is not None:  # sent: the challenger's turn, off this path
+                        self.shadow.submit(records, labels, version, shadowed, request_id)
                 ANSWERED.reset(answered_token)
             if status >= self.log_from:
                 access_log.info(
@@ -172,27 +188,41 @@ async def lifespan(app: FastAPI):
     from threadpoolctl import threadpool_limits
 
     holder: ModelHolder = app.state.holder
+    challenger: ModelHolder = app.state.challenger
     settings: Settings = app.state.settings
     limits = threadpool_limits(1)  # one-row work: BLAS/OpenMP thread teams only cost here
     started = time.perf_counter()
     await asyncio.to_thread(holder.start)
+    challenger.start()  # its first check in its own thread: not on start-up's path
     served = holder.current
     log.info(
         "inference API started",
         extra={
             "model": holder.target,
             "serving_version": served.version if served else None,
+            "challenger": challenger.target,
             "registry": settings.mlflow.tracking_uri,
             "registry_reachable": holder.registry.reachable,
             "watch_seconds": settings.serve.watch_seconds,
             "startup_seconds": round(time.perf_counter() - started, 3),
         },
     )
-    background = [b for b in (app.state.predictions, app.state.drift_gauges) if b is not None]
+    # Stopped in this order: the shadow's last rows reach the prediction log's last flush.
+    background = [
+        task
+        for task in (
+            app.state.shadow,
+            app.state.predictions,
+            app.state.drift_gauges,
+            app.state.release_gauges,
+        )
+        if task is not None
+    ]
     for task in background:
         task.start()
     yield
     holder.stop()
+    challenger.stop()
     for task in background:
         task.stop()
     app.state.metrics.process_exiting()
@@ -205,7 +235,9 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
     watcher thread); a model is served only by `app.state.holder.serve_pipeline(...)`."""
     settings = settings or get_settings()
     metrics = Metrics()
-    metrics.model_version.labels(settings.mlflow.model_name, settings.mlflow.model_alias).set(0)
+    name = settings.mlflow.model_name
+    metrics.model_version.labels(name, settings.mlflow.model_alias).set(0)
+    metrics.challenger_version.labels(name, settings.release.challenger_alias).set(0)
     metrics.serve_budget.set(settings.serve.budget_us)
     app = FastAPI(
         title="covertype inference API",
@@ -213,18 +245,33 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
         description=(
             f"Predicts the forest cover type of one cell from its 12 features with the model "
             f"`models:/{settings.mlflow.model_name}@{settings.mlflow.model_alias}`, kept in memory "
-            "and swapped when the alias moves. Every answer names the model version that made it."
+            "and swapped when the alias moves. Every answer names the model version that made it. "
+            f"The version `models:/{settings.mlflow.model_name}@"
+            f"{settings.release.challenger_alias}`, when there is one, predicts a share of the "
+            "requests in shadow: recorded, never answered."
         ),
         lifespan=lifespan,
     )
     app.state.settings, app.state.metrics = settings, metrics
-    app.state.holder = ModelHolder(settings, observer=metrics, watch=watch)
+    holder = ModelHolder(settings, observer=metrics, watch=watch)
+    challenger = ModelHolder(
+        settings,
+        observer=metrics.challenger(),
+        watch=watch,
+        alias=settings.release.challenger_alias,
+        keep_when_gone=False,
+        beside=holder,
+    )
     predictions = (
         PredictionLog(settings, metrics) if settings.serve.prediction_log == "on" else None
     )
+    shadow = Shadow(settings, metrics, challenger, predictions)
+    app.state.holder, app.state.challenger, app.state.shadow = holder, challenger, shadow
+    app.state.predict_path = PredictPath(holder, metrics, challenger, shadow)
     app.state.predictions = predictions
-    # The drift gauges read the data DB's reports: only an API that watches the registry.
+    # The gauges read the data DB's reports and ledger: only an API that watches the registry.
     app.state.drift_gauges = DriftGauges(settings, metrics) if watch else None
+    app.state.release_gauges = ReleaseGauges(settings, metrics) if watch else None
     if settings.auth.on:
         api_keys.check_configured(settings)
         metrics_key = (
@@ -236,7 +283,11 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
         )
         _document_keys(app)
     app.add_middleware(
-        RequestContext, metrics=metrics, access=settings.serve.access_log, predictions=predictions
+        RequestContext,
+        metrics=metrics,
+        access=settings.serve.access_log,
+        predictions=predictions,
+        shadow=shadow,
     )
     # One handler of the platform's errors; FastAPI's own validation errors answered the same.
     # (Starlette types a handler as taking any Exception, not the class it is registered for.)

@@ -1,7 +1,8 @@
 """Prometheus metrics of the inference API.
 
 Requests and their latency by endpoint, method and status; predictions by class and model
-version; the version being served, loads, swaps and whether the registry answers. With
+version; the version being served, loads, swaps and whether the registry answers; the
+challenger's shadow predictions beside the champion's and the release ledger's moves. With
 several worker processes (COVERTYPE_SERVE_WORKERS > 1) `covertype serve` points
 PROMETHEUS_MULTIPROC_DIR at a fresh folder and /metrics adds up every worker's numbers.
 """
@@ -30,6 +31,12 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+# A predict's seconds per record: a batch's row costs a few µs, a single row ~100 µs.
+PER_RECORD_BUCKETS = (
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+SHADOW_OUTCOMES = ("agree", "disagree", "error")
 
 
 class Metrics:
@@ -161,6 +168,43 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        # The challenger in shadow (serve.shadow) and the release ledger (release.ledger).
+        self.shadow_predictions = Counter(
+            "covertype_shadow_predictions",
+            "Records the challenger predicted beside the champion, by outcome: agree, "
+            "disagree (another class than the champion's), error (it raised)",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "covertype_shadow_dropped",
+            "Sampled requests not shadowed: the shadow queue (COVERTYPE_SHADOW_QUEUE) was full",
+            registry=r,
+        )
+        self.shadow_seconds = Histogram(
+            "covertype_shadow_predict_seconds",
+            "Seconds per record of a shadowed request's predict, by role: champion (timed on "
+            "the request path), challenger (in the shadow thread); one observation a request",
+            ["role"],
+            buckets=PER_RECORD_BUCKETS,
+            registry=r,
+        )
+        self.challenger_version = Gauge(
+            "covertype_challenger_version",
+            "Registry version of the challenger predicting in shadow (0: none loaded)",
+            ["model_name", "alias"],
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.releases = Gauge(
+            "covertype_releases_total",
+            "Moves of the served model's aliases in the release ledger, by action (only grows)",
+            ["action"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.shadow_outcomes = {k: self.shadow_predictions.labels(k) for k in SHADOW_OUTCOMES}
+        self.shadow_roles = {k: self.shadow_seconds.labels(k) for k in ("champion", "challenger")}
         self._request_children: dict[tuple[str, str, int], tuple] = {}
         self._prediction_children: dict[tuple[str, int], object] = {}
 
@@ -215,8 +259,16 @@ class Metrics:
         if ok and seconds is not None:
             self.model_load_seconds.observe(seconds)
 
+    def model_dropped(self, served: ServedModel) -> None:
+        self.model_version.labels(served.name, served.alias).set(0)
+
     def registry_checked(self, reachable: bool) -> None:
         self.registry_up.set(1 if reachable else 0)
+
+    def challenger(self) -> ChallengerMetrics:
+        """The challenger's holder's observer: its own version gauge; its loads counted
+        beside the champion's under a source of their own; no swaps, no registry_up."""
+        return ChallengerMetrics(self)
 
     # ------------------------------------------------------------ drift (covertype.monitor)
 
@@ -255,3 +307,24 @@ class Metrics:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())
+
+
+class ChallengerMetrics:
+    """What the challenger's holder reports (model_holder.Observer)."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def model_served(self, served: ServedModel, swapped: bool) -> None:
+        version = served.version
+        gauge = self.metrics.challenger_version.labels(served.name, served.alias)
+        gauge.set(int(version) if version.isdigit() else -1)
+
+    def model_loaded(self, source: str, ok: bool, seconds: float | None = None) -> None:
+        self.metrics.model_loaded(f"{source} (challenger)", ok, seconds)
+
+    def model_dropped(self, served: ServedModel) -> None:
+        self.metrics.challenger_version.labels(served.name, served.alias).set(0)
+
+    def registry_checked(self, reachable: bool) -> None:
+        pass  # covertype_registry_up is the champion's watcher's

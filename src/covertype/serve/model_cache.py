@@ -63,6 +63,11 @@ class ModelCache:
             return None
         return meta
 
+    def forget(self) -> None:
+        """No version served under this alias any more: its folder is dropped at the next
+        `point_to` of another alias (unless that one names it)."""
+        self.pointer.unlink(missing_ok=True)
+
     def point_to(self, meta: dict) -> None:
         """Record the version being served and drop the folders no pointer names."""
         tmp = self.pointer.with_suffix(f".{uuid.uuid4().hex}.tmp")

@@ -1,17 +1,22 @@
-"""The served model: loaded once, kept in memory, swapped when the alias moves.
+"""The served models: loaded once, kept in memory, swapped when their alias moves.
 
-`ModelHolder.current` is the one reference requests read, once per request, so an answer
-carries the version that computed it. A watcher thread asks the registry every
-COVERTYPE_SERVE_WATCH_SECONDS where `models:/{name}@{alias}` points; when it moved, the new
-version is loaded beside the old one (download, load, compile the fast path and check it
-against the pipeline, warm up) and only then replaces the reference, so no request waits
-on a load or sees half a model. A registry that does not answer is logged and asked again
-next time; the model in memory keeps serving.
+One `ModelHolder` per alias: the champion's, which answers every request, and the
+challenger's, which the shadow predictions use (`shadow`). `current` is the one reference
+requests read, once per request, so an answer carries the version that computed it. A
+watcher thread asks the registry (`alias_lookup`) every COVERTYPE_SERVE_WATCH_SECONDS where
+`models:/{name}@{alias}` points; when it moved, the new version is loaded beside the old one
+(download, load, compile the fast path and check it against the pipeline, warm up) and
+only then replaces the reference, so no request waits on a load or sees half a model. A
+registry that does not answer is logged and asked again next time; the model in memory
+keeps serving.
 
-The last loaded version is kept in COVERTYPE_SERVE_MODEL_CACHE (model files and a pointer
-with its metadata). A (re)start serves it at once, before the registry is asked, so an API
-that crashed is back in seconds whether MLflow answers or not; the watcher's first check
-swaps in whatever the alias points at now. Models are unpacked with skops trusting only
+The champion's last loaded version is kept in COVERTYPE_SERVE_MODEL_CACHE (model files and
+a pointer with its metadata). A (re)start serves it at once, before the registry is asked,
+so an API that crashed is back in seconds whether MLflow answers or not; the watcher's
+first check swaps in whatever the alias points at now. The champion keeps serving when its
+alias disappears; the challenger (`keep_when_gone=False`) is dropped from memory then, or
+when it points at the version the champion serves (nothing to shadow), and is only ever
+loaded by its watcher, off start-up. Models are unpacked with skops trusting only
 `model_artifact.TRUSTED_TYPES`, whatever the stored files claim.
 """
 
@@ -20,14 +25,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import shutil
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from covertype import schema
 from covertype.errors import Unavailable
+from covertype.serve.alias_lookup import AliasLookup, RegistryUnreachable, short
 from covertype.serve.answers import Answers
 from covertype.serve.heap import freeze_heap
 from covertype.serve.model_cache import ModelCache
@@ -36,10 +41,6 @@ from covertype.serve.predictor_choice import compile_predictor
 from covertype.serve.records import EXAMPLE, EXAMPLE_2
 from covertype.serve.served_model import RegistryState, ServedModel, now
 from covertype.settings import Settings
-from covertype.tracking.client import alias_missing, registry_client
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class Observer(Protocol):
 
     def model_loaded(self, source: str, ok: bool, seconds: float | None = None) -> None: ...
 
+    def model_dropped(self, served: ServedModel) -> None: ...
+
     def registry_checked(self, reachable: bool) -> None: ...
 
 
@@ -67,12 +70,11 @@ class NoObserver:
     def model_loaded(self, source: str, ok: bool, seconds: float | None = None) -> None:
         pass
 
-    def registry_checked(self, reachable: bool) -> None:
+    def model_dropped(self, served: ServedModel) -> None:
         pass
 
-
-class RegistryUnreachable(Unavailable):
-    """The registry did not answer (connection refused, timeout, 5xx)."""
+    def registry_checked(self, reachable: bool) -> None:
+        pass
 
 
 class ModelNotReady(Unavailable):
@@ -80,50 +82,69 @@ class ModelNotReady(Unavailable):
 
 
 class ModelHolder:
-    """The model being served, and the watcher that replaces it when the alias moves.
+    """The model of one alias, and the watcher that replaces it when the alias moves.
     `watch=False`: the registry is never asked (no MLflow, no thread); models come only
-    through `serve_pipeline`."""
+    through `serve_pipeline`. `alias`: the champion's (settings.mlflow.model_alias) unless
+    given. `keep_when_gone=False` (the challenger): dropped when the alias disappears, or
+    points at the version `beside` (the champion's holder) serves."""
 
-    def __init__(self, settings: Settings, observer: Observer | None = None, watch: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        observer: Observer | None = None,
+        watch: bool = True,
+        alias: str | None = None,
+        keep_when_gone: bool = True,
+        beside: ModelHolder | None = None,
+    ):
         self.settings = settings
-        self.name, self.alias = settings.mlflow.model_name, settings.mlflow.model_alias
+        self.name, self.alias = settings.mlflow.model_name, alias or settings.mlflow.model_alias
+        self.keep_when_gone, self.beside = keep_when_gone, beside
+        self.noun = "model" if keep_when_gone else "challenger"  # in its log lines
         self.interval = settings.serve.watch_seconds
         self.observer: Observer = observer or NoObserver()
         self.watch = watch
         self.current: ServedModel | None = None
-        self.registry = RegistryState(settings.mlflow.tracking_uri)
+        self.lookup = AliasLookup(settings, self.alias, self.observer)
         self.last_load_error: str | None = None
         self.cache = ModelCache(
             settings.serve.model_cache_dir, self.name, self.alias, settings.mlflow.tracking_uri
         )
-        self._client: MlflowClient | None = None  # made at the first registry check
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one load at a time (start-up, watcher, serve_pipeline)
+        self._retry: tuple[str, int, float] | None = None  # version, failures, next attempt
 
     @property
     def target(self) -> str:
-        return f"models:/{self.name}@{self.alias}"
+        return self.lookup.target
+
+    @property
+    def registry(self) -> RegistryState:
+        return self.lookup.state
 
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """The last served version from the local cache at once, then the registry: asked
-        here when nothing was cached, else by the watcher thread right away. A restart after
-        a crash serves within seconds, MLflow up or not, and MLflow's client (seconds to
-        import) is not on that path; a version the alias left meanwhile is swapped at the
-        watcher's first check."""
+        """The champion: the last served version from the local cache at once, then the
+        registry: asked here when nothing was cached, else by the watcher thread right away.
+        A restart after a crash serves within seconds, MLflow up or not, and MLflow's client
+        (seconds to import) is not on that path; a version the alias left meanwhile is
+        swapped at the watcher's first check. The challenger: its watcher's first check,
+        right away, in the background."""
         if not self.watch:
             return
         self.cache.drop_stale_downloads()
-        self._load_cached()
-        if self.current is None:
-            try:
-                self.check()
-            except Exception:
-                log.exception("first model check failed", extra={"model": self.target})
+        if self.keep_when_gone:
+            self._load_cached()
+            if self.current is None:
+                try:
+                    self.check()
+                except Exception:
+                    log.exception("first model check failed", extra={"model": self.target})
+        check_now = self.current is not None or not self.keep_when_gone
         self._thread = threading.Thread(
-            target=self._watch, args=(self.current is not None,), name="model-watcher", daemon=True
+            target=self._watch, args=(check_now,), name=f"{self.noun}-watcher", daemon=True
         )
         self._thread.start()
 
@@ -138,24 +159,50 @@ class ModelHolder:
             try:
                 self.check()
             except Exception:  # the watcher must outlive any surprise
-                log.exception("model watcher check failed", extra={"model": self.target})
+                log.exception(f"{self.noun} watcher check failed", extra={"model": self.target})
 
     # ------------------------------------------------------------ one check
 
     def check(self) -> None:
-        """Ask where the alias points; load and swap when it moved."""
+        """Ask where the alias points; load and swap when it moved (or drop the challenger)."""
         with self._lock:
             try:
-                version = self._champion()
+                version = self.lookup.points_to()
             except RegistryUnreachable as error:
-                self._registry_down(str(error))
+                # The challenger's outage is the champion's too: logged once, as a warning.
+                level = logging.WARNING if self.keep_when_gone else logging.INFO
+                serving = self.current.version if self.current else None
+                self.lookup.unreachable(str(error), serving, level)
                 return
             if version is None:
+                self._alias_missing()
                 return
-            if self.current is not None and self.current.version == str(version.version):
+            number = str(version.version)
+            champion = self.beside.current if self.beside is not None else None
+            if champion is not None and champion.version == number:  # e.g. just promoted
+                self._drop(f"it points at the version the {champion.alias} serves")
+                return
+            if self.current is not None and self.current.version == number:
                 self._retag(dict(version.tags))
                 return
+            if self._waiting(number):
+                return
             self._load(version)
+
+    def _waiting(self, version: str) -> bool:
+        """The challenger does not retry a version that failed to load at every check (a
+        load costs the champion's requests seconds of CPU): after 1, 2, 4... intervals, at
+        most 10 minutes apart."""
+        retry = self._retry
+        return retry is not None and retry[0] == version and time.monotonic() < retry[2]
+
+    def _alias_missing(self) -> None:
+        if not self.keep_when_gone:
+            self._drop("the alias was removed")
+        elif self.current is None:
+            error = self.lookup.missing
+            self.last_load_error = f"the registry has no {self.target}: {error}"
+            log.info("no champion yet", extra={"model": self.target, "error": error})
 
     def _retag(self, tags: dict[str, str]) -> None:
         """The served version's tags as the registry has them now (a reproduction tags a
@@ -163,57 +210,6 @@ class ModelHolder:
         current = self.current
         if current is not None and current.tags != tags:
             self.current = dataclasses.replace(current, tags=tags)
-
-    def _champion(self):
-        """The ModelVersion the alias points at, None if there is none (both: registry up)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            version = self._mlflow().get_model_version_by_alias(self.name, self.alias)
-        except MlflowException as error:
-            try:
-                missing = alias_missing(self._mlflow(), self.name, error)
-            except Exception as asking:  # the registry went away between the two calls
-                raise RegistryUnreachable(f"{type(asking).__name__}: {_short(asking)}") from None
-            if not missing:
-                raise RegistryUnreachable(_short(error)) from None
-            self._registry_up(None)
-            if self.current is None:
-                self.last_load_error = f"the registry has no {self.target}: {_short(error)}"
-                log.info("no champion yet", extra={"model": self.target, "error": _short(error)})
-            return None
-        except Exception as error:  # whatever keeps us from an answer: ask again later
-            raise RegistryUnreachable(f"{type(error).__name__}: {_short(error)}") from None
-        self._registry_up(str(version.version))
-        return version
-
-    def _registry_up(self, version: str | None) -> None:
-        state = self.registry
-        if state.reachable is False:
-            log.info(
-                "registry reachable again",
-                extra={"uri": state.uri, "after_failed_checks": state.failures},
-            )
-        state.reachable, state.champion_version, state.last_checked = True, version, now()
-        state.last_error, state.failures = None, 0
-        self.observer.registry_checked(True)
-
-    def _registry_down(self, error: str) -> None:
-        state = self.registry
-        state.reachable, state.last_checked, state.last_error = False, now(), error
-        state.failures += 1
-        log.warning(
-            "registry unreachable; "
-            + ("serving the model in memory" if self.current else "no model loaded yet"),
-            extra={
-                "uri": state.uri,
-                "failed_checks": state.failures,
-                "serving_version": self.current.version if self.current else None,
-                "retry_seconds": self.interval,
-                "error": error,
-            },
-        )
-        self.observer.registry_checked(False)
 
     # ------------------------------------------------------------ loading and swapping
 
@@ -237,42 +233,33 @@ class ModelHolder:
             self._swap(served, time.perf_counter() - started)
         return served
 
+    def drop(self, reason: str) -> None:
+        """No model of this alias in memory any more (the challenger retired or promoted)."""
+        with self._lock:
+            self._drop(reason)
+
     def _load(self, version) -> None:
         number = str(version.version)
+        tags, run_id = dict(version.tags), version.run_id or ""
+        meta = {"version": number, "run_id": run_id, "tags": tags}
         started = time.perf_counter()
         try:
-            folder = self._fetch(number)
-            tags, run_id = dict(version.tags), version.run_id or ""
+            if not self.keep_when_gone:  # named first: the champion's cache clean-up spares it
+                self.cache.point_to(meta)
+            folder = self.lookup.fetch(number, self.cache)
             served = self._serve_from(folder, number, tags, run_id, FROM_REGISTRY)
         except Exception as error:
             self._load_failed(number, FROM_REGISTRY, error)
             return
         self._swap(served, time.perf_counter() - started)
+        if not self.keep_when_gone:
+            return
         try:
-            self.cache.point_to({"version": number, "run_id": served.run_id, "tags": tags})
+            self.cache.point_to(meta)
         except OSError as error:
             log.warning(
                 "could not record the model in the local cache", extra={"error": str(error)}
             )
-
-    def _fetch(self, version: str) -> Path:
-        """The model folder of `version` in the local cache, downloaded if not there."""
-        if self.cache.has(version):
-            return self.cache.folder(version)
-        import mlflow.artifacts
-
-        scratch = self.cache.scratch()
-        try:
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.name}/{version}",
-                dst_path=str(scratch),
-                tracking_uri=self.settings.mlflow.tracking_uri,
-                registry_uri=self.settings.mlflow.tracking_uri,
-            )
-            return self.cache.keep(scratch, version)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
 
     def _load_cached(self) -> None:
         meta = self.cache.read()
@@ -311,6 +298,9 @@ class ModelHolder:
             pipeline, extra=examples, prefer=self.settings.serve.predictor, cache_dir=cache_dir
         )
         predictor.classify_one(examples[0])  # warm up before the first request
+        return self._served(predictor, note, version, tags, run_id, source)
+
+    def _served(self, predictor, note, version, tags, run_id, source) -> ServedModel:
         return ServedModel(
             name=self.name,
             alias=self.alias,
@@ -328,9 +318,9 @@ class ModelHolder:
     def _swap(self, served: ServedModel, seconds: float) -> None:
         previous = self.current
         self.current = served  # the swap: one reference, read once per request
-        self.last_load_error = None
+        self.last_load_error, self._retry = None, None
         log.info(
-            "model swapped in" if previous else "model loaded",
+            f"{self.noun} swapped in" if previous else f"{self.noun} loaded",
             extra={
                 "model": served.uri,
                 "alias": self.alias,
@@ -346,26 +336,41 @@ class ModelHolder:
         del previous
         freeze_heap()
 
+    def _drop(self, reason: str) -> None:
+        dropped = self.current
+        if dropped is None:
+            return
+        self.current = None
+        self.cache.forget()
+        log.info(
+            f"{self.noun} dropped",
+            extra={"model": dropped.uri, "alias": self.alias, "reason": reason},
+        )
+        self.observer.model_dropped(dropped)
+        del dropped
+        freeze_heap()  # its frozen cycles freed
+
     def _load_failed(self, version: str, source: str, error: Exception) -> None:
-        self.last_load_error = f"loading version {version} failed: {_short(error)}"
+        self.last_load_error = f"loading version {version} failed: {short(error)}"
+        if not self.keep_when_gone:
+            retry = self._retry
+            failures = retry[1] + 1 if retry is not None and retry[0] == version else 1
+            wait = min(self.interval * 2 ** (failures - 1), 600.0)
+            self._retry = (version, failures, time.monotonic() + wait)
         log.error(
-            "model load failed; keeping the model in memory",
+            f"{self.noun} load failed; keeping the model in memory",
             exc_info=not isinstance(error, ModelLoadError | RegistryUnreachable),
             extra={
                 "model": f"models:/{self.name}/{version}",
+                "alias": self.alias,
                 "source": source,
                 "serving_version": self.current.version if self.current else None,
-                "error": _short(error),
+                "error": short(error),
             },
         )
         self.observer.model_loaded(source, False)
 
-    # ------------------------------------------------------------ helpers
-
-    def _mlflow(self) -> MlflowClient:
-        if self._client is None:
-            self._client = registry_client(self.settings)
-        return self._client
+    # ------------------------------------------------------------ what the routes ask
 
     def serving(self) -> ServedModel:
         """The model answering now; ModelNotReady saying why there is none."""
@@ -391,8 +396,3 @@ class ModelHolder:
             f"no model loaded yet for {self.target}: {why}; "
             f"the API checks again every {self.interval:g} s"
         )
-
-
-def _short(error: BaseException, limit: int = 500) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

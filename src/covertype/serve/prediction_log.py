@@ -1,12 +1,13 @@
-"""The prediction log: every answered record into the data DB's `predictions`, off the
-request's path.
+"""The prediction log: every answered record into the data DB's `predictions`, and the
+challenger's shadow answers (`shadow`) into `shadow_predictions`, off the request's path.
 
 A request only appends its records to a bounded in-memory queue (a deque: no lock, about a
 microsecond); one writer thread per worker process flushes it in batches every
 COVERTYPE_PREDICTION_LOG_FLUSH_SECONDS (or sooner once a batch is waiting) with one
 multi-row insert. When the queue is full (the DB slow or down) new records are dropped and
 counted (`covertype_prediction_log_dropped_total`); a request never waits on the log. A batch
-the DB refused is retried at the next flush while the queue has room for it.
+the DB refused is retried at the next flush while the queue has room for it. The shadow
+thread's rows wait in a queue of their own, of the same size, written by the same flushes.
 COVERTYPE_PREDICTION_LOG=off turns it all off.
 """
 
@@ -16,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -30,16 +31,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FLUSH_BATCH = 2000  # records per insert; a waiting batch this big is flushed at once
-# What a request predicted, for the middleware to log once the answer is sent (it knows
-# the latency and the request id): a list of (records, classes, model version).
+# What a request predicted, for the middleware to log (and shadow) once the answer is sent
+# (it knows the latency and the request id): a list of (records, classes, model version,
+# shadowed), shadowed None or what the challenger needs (`shadow.Shadowed`).
 ANSWERED: ContextVar[list | None] = ContextVar("answered", default=None)
 
 
-def answered(records: Sequence[Mapping[str, object]], labels: Sequence[int], version: str):
-    """Called by a route: these records were answered with these classes by `version`."""
+def answered(
+    records: Sequence[Mapping[str, object]],
+    labels: Sequence[int],
+    version: str,
+    shadowed: object = None,
+) -> None:
+    """Called by a route: these records were answered with these classes by `version`
+    (and are to be shadowed by the challenger, when `shadowed` is given)."""
     slot = ANSWERED.get()
     if slot is not None:
-        slot.append((records, labels, version))
+        slot.append((records, labels, version, shadowed))
 
 
 class PredictionLog:
@@ -51,6 +59,7 @@ class PredictionLog:
         self.interval = settings.serve.prediction_log_flush_seconds
         self.metrics = metrics
         self.queue: deque = deque()
+        self.shadows: deque = deque()  # shadow answers: db.ShadowPrediction's fields
         self.dropped = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -80,6 +89,17 @@ class PredictionLog:
         if len(self.queue) >= FLUSH_BATCH:
             self._wake.set()
 
+    def add_shadows(self, rows: Sequence[tuple]) -> None:
+        """Queue shadow answers (the shadow thread's); drop and count what has no room."""
+        room = max(self.capacity - len(self.shadows), 0)
+        if room < len(rows):
+            self.dropped += len(rows) - room
+            self.metrics.prediction_log_dropped.inc(len(rows) - room)
+            rows = rows[:room]
+        self.shadows.extend(rows)
+        if len(self.shadows) >= FLUSH_BATCH:
+            self._wake.set()
+
     # ------------------------------------------------------------ the writer
 
     def start(self) -> None:
@@ -88,7 +108,8 @@ class PredictionLog:
         # The writer's modules (SQLAlchemy, the schema's Alembic) imported now, before the
         # first request: imported by the first flush, they held the GIL for most of a second
         # while the worker was serving (the worst latencies of a fresh worker).
-        for name in ("make_engine", "ensure_schema", "Prediction", "insert_predictions"):
+        for name in ("make_engine", "ensure_schema", "Prediction", "insert_predictions",
+                     "ShadowPrediction", "insert_shadow_predictions"):  # fmt: skip
             getattr(db, name)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
@@ -110,39 +131,57 @@ class PredictionLog:
         self.flush()  # what came in before the stop
 
     def flush(self) -> int:
-        """Write what is queued, batch by batch; what the DB refused stays queued."""
+        """Write what is queued, batch by batch; what the DB refused stays queued. How many
+        answers were written (shadow answers not counted)."""
+        written, refused = self._flush(self.queue, self._write)
+        if not refused:  # the DB took the answers: their shadows next
+            self._flush(self.shadows, self._write_shadows)
+        self.metrics.prediction_log_queue.set(len(self.queue))
+        return written
+
+    def _flush(self, queue: deque, write: Callable[[list[tuple]], int]) -> tuple[int, bool]:
+        """`queue` written batch by batch: how many rows, and whether the DB refused one
+        (kept queued)."""
         written = 0
-        while self.queue:
-            batch = [self.queue.popleft() for _ in range(min(FLUSH_BATCH, len(self.queue)))]
+        while queue:
+            batch = [queue.popleft() for _ in range(min(FLUSH_BATCH, len(queue)))]
             try:
-                written += self._write(batch)
+                written += write(batch)
             except Exception as error:  # the DB is down or refuses: keep them, try later
-                self.queue.extendleft(reversed(batch))
-                overflow = len(self.queue) - self.capacity
+                queue.extendleft(reversed(batch))
+                overflow = len(queue) - self.capacity
                 for _ in range(max(overflow, 0)):  # new ones came in meanwhile
-                    self.queue.pop()
+                    queue.pop()
                 if overflow > 0:
                     self.dropped += overflow
                     self.metrics.prediction_log_dropped.inc(overflow)
                 log.warning(
                     "prediction log: the data DB refused a batch; retrying at the next flush",
-                    extra={
-                        "db": safe_url(self.url),
-                        "queued": len(self.queue),
-                        "error": str(error),
-                    },
+                    extra={"db": safe_url(self.url), "queued": len(queue), "error": str(error)},
                 )
-                break
-        self.metrics.prediction_log_queue.set(len(self.queue))
-        return written
+                return written, True
+        return written, False
 
-    def _write(self, batch: list[tuple]) -> int:
+    def _connected(self) -> Engine:
         from covertype import db
 
         if self._engine is None:
             engine = db.make_engine(self.url)
             db.ensure_schema(engine)
             self._engine = engine
+        return self._engine
+
+    def _write_shadows(self, batch: list[tuple]) -> int:
+        from covertype import db
+
+        engine = self._connected()
+        rows = [db.ShadowPrediction(*row) for row in batch]
+        return db.insert_shadow_predictions(engine, rows)
+
+    def _write(self, batch: list[tuple]) -> int:
+        from covertype import db
+
+        engine = self._connected()
         rows = [
             db.Prediction(
                 features=record,
@@ -154,6 +193,6 @@ class PredictionLog:
             )
             for record, label, version, latency, at, request_id in batch
         ]
-        stored = db.insert_predictions(self._engine, rows)
+        stored = db.insert_predictions(engine, rows)
         self.metrics.prediction_log_written.inc(stored)
         return stored

@@ -131,6 +131,44 @@ class ServingCostInfo(BaseModel):
     within_budget: bool
 
 
+class ShadowFigures(BaseModel):
+    """The challenger's shadow predictions in the worker that answered (one of
+    COVERTYPE_SERVE_WORKERS; /metrics adds every worker's up)."""
+
+    share: float = Field(
+        description="COVERTYPE_SHADOW_SHARE: share of /predict and /predict/batch requests "
+        "the challenger also predicts, off the request path",
+        examples=[1.0],
+    )
+    records: int = Field(description="records it predicted beside the champion since loaded")
+    agreement_rate: float | None = Field(
+        description="share of those records it gave the champion's class; null before the "
+        "first answer",
+        examples=[0.97],
+    )
+    errors: int = Field(description="records it failed to predict (it raised)")
+    dropped_requests: int = Field(
+        description="sampled requests not shadowed: the queue (COVERTYPE_SHADOW_QUEUE) was full"
+    )
+    queued_requests: int = Field(description="requests waiting for its prediction now")
+
+
+class ChallengerInfo(BaseModel):
+    """The version waiting for its promotion, predicting beside the champion in shadow: its
+    answers are recorded (the data DB's shadow_predictions), never returned."""
+
+    version: str
+    alias: str
+    run_id: str
+    family: str | None
+    loaded_at: str
+    predictor: str = Field(description="as the champion's `predictor`")
+    serving_cost: ServingCostInfo | None = Field(
+        description="measured at training; None for a version trained before costs were"
+    )
+    shadow: ShadowFigures
+
+
 class ModelInfo(ModelSummary):
     run_id: str
     family: str | None
@@ -153,3 +191,6 @@ class ModelInfo(ModelSummary):
     predictor_note: str | None = Field(description="why a faster predictor does not serve")
     fast_path_note: str | None
     registry: RegistryStatus
+    challenger: ChallengerInfo | None = Field(
+        None, description="the challenger loaded beside the champion; null when there is none"
+    )

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 from covertype.serve.answers import Answers
 from covertype.serve.predictors import Predictor
 from covertype.serve.responses import (
+    ChallengerInfo,
     HoldoutMetrics,
     ModelInfo,
     ModelSummary,
     RegistryStatus,
     Reproducibility,
     ServingCostInfo,
+    ShadowFigures,
 )
 from covertype.serve.serving_cost import ServingCost
 
@@ -72,6 +74,19 @@ class ServedModel:
             predictor_note=self.predictor_note,
             fast_path_note=self.predictor_note if self.predictor.kind == "pipeline" else None,
             registry=registry,
+        )
+
+    def challenger_info(self, shadow: ShadowFigures) -> ChallengerInfo:
+        """This version as the challenger beside the champion, with its shadow figures."""
+        return ChallengerInfo(
+            version=self.version,
+            alias=self.alias,
+            run_id=self.run_id or self.tags.get("run_id", ""),
+            family=self.tags.get("family"),
+            loaded_at=self.loaded_at,
+            predictor=self.predictor.kind,
+            serving_cost=self.serving_cost(),
+            shadow=shadow,
         )
 
     @property
