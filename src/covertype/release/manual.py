@@ -97,8 +97,8 @@ def check_servable(client, settings: Settings, version: str) -> None:
 
     from covertype import schema
     from covertype.serve.model_files import ModelLoadError, load_pipeline
-    from covertype.serve.predictor_choice import compile_predictor
-    from covertype.serve.records import EXAMPLE, EXAMPLE_2
+    from covertype.serve.predictor_choice import ready_predictor
+    from covertype.serve.records import EXAMPLE
 
     name = settings.mlflow.model_name
     try:
@@ -122,12 +122,8 @@ def check_servable(client, settings: Settings, version: str) -> None:
         if not (Path(folder) / "MLmodel").exists():
             raise ReleaseRefused(f"v{version} has no model files at {source}")
         try:
-            pipeline = load_pipeline(Path(folder))
-            examples = [schema.validate_record(EXAMPLE), schema.validate_record(EXAMPLE_2)]
-            predictor, _ = compile_predictor(
-                pipeline, extra=examples, prefer=settings.serve.predictor
-            )
-            label, _ = predictor.classify_one(examples[0])
+            predictor, _ = ready_predictor(load_pipeline(Path(folder)), settings.serve.predictor)
+            label, _ = predictor.classify_one(schema.validate_record(EXAMPLE))
         except ModelLoadError as error:
             raise ReleaseRefused(f"v{version} cannot be served: {_short(error)}") from None
         except Exception as error:

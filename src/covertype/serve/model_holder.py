@@ -30,15 +30,13 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from covertype import schema
 from covertype.errors import Unavailable
 from covertype.serve.alias_lookup import AliasLookup, RegistryUnreachable, short
 from covertype.serve.answers import Answers
 from covertype.serve.heap import freeze_heap
 from covertype.serve.model_cache import ModelCache
 from covertype.serve.model_files import ModelLoadError, load_pipeline
-from covertype.serve.predictor_choice import compile_predictor
-from covertype.serve.records import EXAMPLE, EXAMPLE_2
+from covertype.serve.predictor_choice import ready_predictor
 from covertype.serve.served_model import RegistryState, ServedModel, now
 from covertype.settings import Settings
 
@@ -293,11 +291,7 @@ class ModelHolder:
     ):
         """The pipeline ready to serve: predictor compiled (its ONNX file kept in
         `cache_dir`, the version's folder) and checked, warmed up."""
-        examples = [schema.validate_record(EXAMPLE), schema.validate_record(EXAMPLE_2)]
-        predictor, note = compile_predictor(
-            pipeline, extra=examples, prefer=self.settings.serve.predictor, cache_dir=cache_dir
-        )
-        predictor.classify_one(examples[0])  # warm up before the first request
+        predictor, note = ready_predictor(pipeline, self.settings.serve.predictor, cache_dir)
         return self._served(predictor, note, version, tags, run_id, source)
 
     def _served(self, predictor, note, version, tags, run_id, source) -> ServedModel:

@@ -124,6 +124,22 @@ def compile_predictor(
     return fast, None
 
 
+def ready_predictor(
+    pipeline, prefer: str = "auto", cache_dir: Path | None = None
+) -> tuple[Predictor, str | None]:
+    """What serves `pipeline`: `compile_predictor` checked on the two real example records
+    too, then warmed up with one answer (a pipeline that cannot answer fails here, before
+    anything serves it)."""
+    from covertype.serve.records import EXAMPLE, EXAMPLE_2
+
+    examples = [schema.validate_record(EXAMPLE), schema.validate_record(EXAMPLE_2)]
+    predictor, note = compile_predictor(
+        pipeline, extra=examples, prefer=prefer, cache_dir=cache_dir
+    )
+    predictor.classify_one(examples[0])  # warm up before the first request
+    return predictor, note
+
+
 def _attach_onnx(fast: FastPredictor, pipeline, records, cache_dir, tolerance) -> str | None:
     """ONNX Runtime's trees in `fast`, or why not (they stay detached then)."""
     try:
