@@ -365,7 +365,11 @@ def test_a_forced_bad_champion_is_rolled_back_without_a_failed_prediction(
         time.sleep(1)
     assert load.requests > 100
     assert load.failures() == [], load.failures()[:5]
-    moves = [(alias, action, old, new) for _, alias, action, old, new in ledger_moves(stack)]
+    moves = [
+        (alias, action, old, new)
+        for _, alias, action, old, new in ledger_moves(stack)
+        if alias == "champion"  # the stack's own trainings name challengers meanwhile
+    ]
     assert moves[-4:] == [
         ("champion", "promote", good, bad.version),
         ("champion", "rollback", bad.version, good),

@@ -50,6 +50,13 @@ def test_a_challenger_slower_than_the_factor_is_retired_even_when_more_accurate(
     assert "shadow p99 301 µs a record is over 1.5 × the champion's 200 µs" in verdict.reason
 
 
+def test_a_challenger_within_the_budget_is_fast_enough_whatever_the_champion_costs():
+    tiny = Shadow(records=500, agreement=0.5, champion_p99_us=40, challenger_p99_us=290)
+    assert challenger(Fresh(7, 4000, "macro F1", 0.5, 0.8), shadow=tiny).action == PROMOTE
+    unbounded = challenger(Fresh(7, 4000, "macro F1", 0.5, 0.8), shadow=tiny, budget=0)
+    assert unbounded.action == RETIRE and "over 1.5 × the champion's 40 µs" in unbounded.reason
+
+
 def test_a_challenger_that_fails_its_shadow_predictions_is_retired():
     failing = Shadow(records=500, agreement=1.0, errors=6, champion_p99_us=200,
                      challenger_p99_us=100)  # fmt: skip

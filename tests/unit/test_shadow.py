@@ -207,10 +207,10 @@ def test_shadow_rows_land_beside_the_champions_with_both_versions_and_its_reques
     assert {(r["champion_version"], r["challenger_version"]) for r in shadows} == {
         (CHAMPION, CHALLENGER)
     }
-    assert all(r["champion_latency_us"] > 0 and r["challenger_latency_us"] > 0 for r in shadows)
+    assert all(r["champion_predict_us"] > 0 and r["challenger_predict_us"] > 0 for r in shadows)
     assert {r["error"] for r in shadows} == {None}
     batch_rows = shadows[40:]  # one request: the same per-record times
-    assert len({(r["champion_latency_us"], r["challenger_latency_us"]) for r in batch_rows}) == 1
+    assert len({(r["champion_predict_us"], r["challenger_predict_us"]) for r in batch_rows}) == 1
 
 
 # ---------------------------------------------------------------- a challenger that fails
@@ -243,7 +243,7 @@ def test_a_challenger_that_raises_changes_no_answer_and_its_errors_are_counted_a
     assert len(shadows) == 60
     assert {r["error"] for r in shadows} == {"RuntimeError: the challenger broke"}
     assert {r["challenger_cover_type"] for r in shadows} == {None}
-    assert {r["challenger_latency_us"] for r in shadows} == {None}
+    assert {r["challenger_predict_us"] for r in shadows} == {None}
     assert [r["champion_cover_type"] for r in shadows] == ours
 
 
@@ -278,11 +278,9 @@ def test_a_slow_challenger_leaves_the_champions_latency_and_a_full_queue_drops(
     assert dropped == figures["dropped_requests"] >= 40  # 60 requests in far less than 0.8 s
     shadows = table(tmp_path, "shadow_predictions")  # the queued ones, predicted at the stop
     assert len(shadows) + dropped == 60
-    assert all(r["challenger_latency_us"] >= 200_000 for r in shadows)
-    assert all(r["champion_latency_us"] < 200_000 for r in shadows)
-    above = ("covertype_shadow_predict_seconds_bucket",
-             frozenset({("role", "challenger"), ("le", "0.1")}))  # fmt: skip
-    assert counted.get(above, 0.0) == 0  # every challenger prediction took its 0.2 s
+    # Predict times are CPU times: a sleep is a wait, not the model's cost (the queue shows it).
+    assert all(r["challenger_predict_us"] < 100_000 for r in shadows)
+    assert all(r["champion_predict_us"] < 100_000 for r in shadows)
 
 
 # ---------------------------------------------------------------- the share

@@ -29,10 +29,10 @@ class ShadowPrediction(NamedTuple):
     predicted_at: datetime
     champion_version: str
     champion_cover_type: int
-    champion_latency_us: float  # its predict, per record
+    champion_predict_us: float  # its predict, per record
     challenger_version: str
     challenger_cover_type: int | None  # None: it failed (`error` says why)
-    challenger_latency_us: float | None
+    challenger_predict_us: float | None
     error: str | None
 
 

@@ -157,10 +157,12 @@ shadow_predictions = Table(
     Column("predicted_at", _MICROSECONDS, nullable=False),
     Column("champion_version", String(32), nullable=False),
     Column("champion_cover_type", SmallInteger, nullable=False),
-    Column("champion_latency_us", Float, nullable=False),  # its predict, per record
+    # Each model's predict per record as its thread's CPU time (time.thread_time): what the
+    # model costs, not the GIL and core waits around a background thread under load.
+    Column("champion_predict_us", Float, nullable=False),
     Column("challenger_version", String(32), nullable=False),
     Column("challenger_cover_type", SmallInteger),  # None: the challenger failed
-    Column("challenger_latency_us", Float),  # its predict, per record
+    Column("challenger_predict_us", Float),
     Column("error", Text),  # why the challenger gave no answer
     Index("ix_shadow_predictions_challenger_version_id", "challenger_version", "id"),
 )

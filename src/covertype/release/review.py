@@ -193,8 +193,8 @@ def shadow_stats(engine: sa.Engine, challenger: str, champion: str) -> rules.Sha
         sa.select(
             table.c.champion_cover_type,
             table.c.challenger_cover_type,
-            table.c.champion_latency_us,
-            table.c.challenger_latency_us,
+            table.c.champion_predict_us,
+            table.c.challenger_predict_us,
         )
         .where(table.c.challenger_version == challenger, table.c.champion_version == champion)
         .order_by(table.c.id.desc())
@@ -210,9 +210,9 @@ def shadow_stats(engine: sa.Engine, challenger: str, champion: str) -> rules.Sha
         records=len(frame),
         agreement=float(agree) if len(answered) else None,
         errors=len(frame) - len(answered),
-        champion_p99_us=float(frame["champion_latency_us"].quantile(0.99)),
+        champion_p99_us=float(frame["champion_predict_us"].quantile(0.99)),
         challenger_p99_us=(
-            float(answered["challenger_latency_us"].quantile(0.99)) if len(answered) else None
+            float(answered["challenger_predict_us"].quantile(0.99)) if len(answered) else None
         ),
     )
 

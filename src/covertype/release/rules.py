@@ -54,9 +54,9 @@ def _scores(fresh: Fresh | None, shadow: Shadow | None, **more: Any) -> dict[str
 def latency_problem(
     shadow: Shadow, cost_us: float | None, budget_us: float, rules: ReleaseSettings
 ) -> str | None:
-    """Why the challenger is too slow to serve, or None: its shadow p99 against the
-    champion's once there are enough shadow answers, else its measured serving cost
-    against the budget."""
+    """Why the challenger is too slow to serve, or None: once there are enough shadow
+    answers, its p99 predict time per record (CPU) against the larger of the budget and
+    the factor times the champion's; before, its measured serving cost against the budget."""
     if shadow.records and shadow.errors / shadow.records > MAX_ERROR_SHARE:
         return (
             f"it failed {shadow.errors} of its {shadow.records} shadow predictions "
@@ -67,12 +67,16 @@ def latency_problem(
         and shadow.challenger_p99_us is not None
         and shadow.champion_p99_us
     ):
-        limit = rules.latency_factor * shadow.champion_p99_us
+        # Within the serving budget is fast enough, whatever the champion costs (a tiny
+        # champion would otherwise block every real model); over it, no slower than the
+        # factor allows.
+        limit = max(rules.latency_factor * shadow.champion_p99_us, budget_us)
         if shadow.challenger_p99_us > limit:
+            budget = f" and the budget of {budget_us:g} µs" if budget_us else ""
             return (
                 f"its shadow p99 {shadow.challenger_p99_us:.0f} µs a record is over "
                 f"{rules.latency_factor:g} × the champion's {shadow.champion_p99_us:.0f} µs "
-                "(COVERTYPE_RELEASE_LATENCY_FACTOR)"
+                f"(COVERTYPE_RELEASE_LATENCY_FACTOR){budget}"
             )
         return None
     if cost_us is not None and budget_us and cost_us > budget_us:

@@ -11,6 +11,10 @@ it counts the outcomes and the seconds per record (`covertype_shadow_*`) and han
 per record to the prediction log's writer: the data DB's `shadow_predictions`, beside the
 champion's row of the same request id in `predictions`. The answer, its latency and its
 status code come from the champion alone: nothing the challenger does reaches a request.
+
+Both predicts are timed in their thread's CPU time (`time.thread_time`): a background
+thread's wall clock under load is mostly waits for the GIL and a core (measured: 3,347 µs a
+record at p99 for a model whose predict costs ~120 µs), which is not what the model costs.
 """
 
 from __future__ import annotations
@@ -137,7 +141,7 @@ class Shadow:
         challenger, n = shadowed.challenger, len(records)
         theirs: list[int | None]
         error = None
-        started = time.perf_counter()
+        started = time.thread_time()  # as the champion's: CPU, not the waits for the GIL
         try:
             if n == 1:
                 theirs = [int(challenger.predictor.classify_one(records[0])[0])]
@@ -147,7 +151,7 @@ class Shadow:
                 raise ValueError(f"{len(theirs)} classes for {n} records")
         except Exception as failure:  # whatever the challenger does, it is only recorded
             error = f"{type(failure).__name__}: {short(failure)}"
-        seconds = (time.perf_counter() - started) / n
+        seconds = (time.thread_time() - started) / n
         champion_seconds = shadowed.champion_seconds / n
         metrics, figures = self.metrics, self._figures(challenger.version)
         metrics.shadow_roles["champion"].observe(champion_seconds)

@@ -42,10 +42,10 @@ def upgrade() -> None:
         sa.Column("predicted_at", _MICROSECONDS, nullable=False),
         sa.Column("champion_version", sa.String(32), nullable=False),
         sa.Column("champion_cover_type", sa.SmallInteger, nullable=False),
-        sa.Column("champion_latency_us", sa.Float, nullable=False),
+        sa.Column("champion_predict_us", sa.Float, nullable=False),
         sa.Column("challenger_version", sa.String(32), nullable=False),
         sa.Column("challenger_cover_type", sa.SmallInteger),
-        sa.Column("challenger_latency_us", sa.Float),
+        sa.Column("challenger_predict_us", sa.Float),
         sa.Column("error", sa.Text),
     )
     op.create_index(
