@@ -45,7 +45,8 @@ class ReleaseSettings(Group):
     latency_factor: float = setting(
         1.5,
         "COVERTYPE_RELEASE_LATENCY_FACTOR",
-        "the challenger's shadow p99 latency may be at most this times the champion's",
+        "over the serving budget, the challenger's shadow p99 predict time (CPU) may be at "
+        "most this times the champion's",
         ge=1,
     )
     min_shadow_rows: int = setting(
