@@ -26,7 +26,6 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import schema
 from covertype.serve.model_files import load_pipeline
@@ -36,7 +35,14 @@ from covertype.serve.records import EXAMPLE
 from covertype.train import train
 from tests.support.data import fill_data_db, records_of, training_frame, training_settings
 from tests.support.environment import BIN, clean_env
-from tests.support.servers import ServerProcess, free_port, start_mlflow, wait_for
+from tests.support.servers import (
+    ServerProcess,
+    free_port,
+    metric_samples,
+    sample,
+    start_mlflow,
+    wait_for,
+)
 
 # LightGBM trains with one thread here: on two cores shared with other test runs its
 # OpenMP team spins (40 trees took 30 s); serving ignores the trained thread count anyway.
@@ -75,20 +81,6 @@ def download(url: str, name: str, version: str, folder: Path) -> Path:
 def served_version(url: str) -> str | None:
     answer = httpx.get(url + "/ready", timeout=5)
     return answer.json()["model"]["version"] if answer.status_code == 200 else None
-
-
-def metric_samples(url: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample of /metrics as {(name, labels): value}."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def sample(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def json_lines(log: str) -> list[dict]:

@@ -20,14 +20,13 @@ import mlflow
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from covertype import db, schema
 from covertype.release import ledger
 from covertype.train import fit_pipeline, train
 from tests.support.data import fill_data_db, records_of, training_frame, training_settings
 from tests.support.load import PredictLoad
-from tests.support.servers import ServerProcess, free_port, wait_for
+from tests.support.servers import ServerProcess, free_port, metric_samples, sample, wait_for
 
 FAMILIES = {
     "lightgbm": ("lightgbm", {"n_estimators": 20, "num_leaves": 15, "num_threads": 1}),
@@ -105,19 +104,6 @@ def serve(tmp_path):
         server.stop()
 
 
-def metric_samples(url: str) -> dict[tuple[str, frozenset], float]:
-    text = httpx.get(url + "/metrics", timeout=10).text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def sample(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
 def challenger_shown(url: str) -> dict | None:
     return httpx.get(url + "/model", timeout=10).json()["challenger"]
 
@@ -139,6 +125,20 @@ def fresh_aliases() -> dict[str, str]:
     """Aliases of this test's own: moving them disturbs no other test of the model."""
     tag = uuid.uuid4().hex[:6]
     return {"champion": f"champ-{tag}", "challenger": f"chall-{tag}"}
+
+
+def serve_pair(serve, registry, champion: str, challenger: str, **env):
+    """The API serving `champion` and shadowing `challenger` under aliases of its own."""
+    aliases = fresh_aliases()
+    registry.client.set_registered_model_alias(registry.name, aliases["champion"], champion)
+    registry.client.set_registered_model_alias(registry.name, aliases["challenger"], challenger)
+    server = serve(
+        registry,
+        COVERTYPE_MODEL_ALIAS=aliases["champion"],
+        COVERTYPE_CHALLENGER_ALIAS=aliases["challenger"],
+        **env,
+    )
+    return aliases, server
 
 
 def messages(server: ServerProcess) -> list[dict]:
@@ -280,14 +280,7 @@ def test_a_promoted_challenger_answers_as_champion_and_is_no_longer_shadowed(
     serve, registry, check_records
 ):
     champion, challenger = registry.versions["lightgbm"], registry.versions["extra_trees"]
-    aliases = fresh_aliases()
-    registry.client.set_registered_model_alias(registry.name, aliases["champion"], champion)
-    registry.client.set_registered_model_alias(registry.name, aliases["challenger"], challenger)
-    server = serve(
-        registry,
-        COVERTYPE_MODEL_ALIAS=aliases["champion"],
-        COVERTYPE_CHALLENGER_ALIAS=aliases["challenger"],
-    )
+    aliases, server = serve_pair(serve, registry, champion, challenger)
     wait_for(lambda: challenger_shown(server.url), 60, "the challenger loaded")
 
     def promoted() -> bool:
@@ -368,15 +361,7 @@ def test_each_worker_shadows_with_its_own_challenger_and_the_counts_add_up(
     serve, registry, check_records
 ):
     champion, challenger = registry.versions["lightgbm"], registry.versions["extra_trees"]
-    aliases = fresh_aliases()
-    registry.client.set_registered_model_alias(registry.name, aliases["champion"], champion)
-    registry.client.set_registered_model_alias(registry.name, aliases["challenger"], challenger)
-    server = serve(
-        registry,
-        COVERTYPE_MODEL_ALIAS=aliases["champion"],
-        COVERTYPE_CHALLENGER_ALIAS=aliases["challenger"],
-        COVERTYPE_SERVE_WORKERS="2",
-    )
+    aliases, server = serve_pair(serve, registry, champion, challenger, COVERTYPE_SERVE_WORKERS="2")
 
     def every_worker_shadows() -> bool:  # a new connection each: either worker answers
         return all((challenger_shown(server.url) or {}).get("version") == challenger

@@ -120,3 +120,21 @@ class S3Server(ServerProcess):
     def objects(self, prefix: str = "") -> list[str]:
         listing = self.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
         return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def metric_samples(url: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a server's /metrics as {(name, labels): value}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: dict, name: str, **labels) -> float:
+    """One sample of `metric_samples`' answer (0 when absent)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
