@@ -657,12 +657,30 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
 
 def test_challengers_were_shadowed_then_decided_by_the_next_batch(stack):
     """The stack's own trainings (new rows, the wilderness drift) named challengers; the API
-    shadowed them beside the champion and a collection run's review decided each."""
+    shadowed them beside the champion and a collection run's review decided one (waiting
+    for the next batch's review when the newest challenger is still on probation)."""
+
+    def ledger() -> list[tuple]:
+        with sqlite3.connect(stack.home / "cover_type.db") as db:
+            return db.execute(
+                "SELECT alias, action, from_version, to_version, actor, reason FROM releases "
+                "ORDER BY id"
+            ).fetchall()
+
+    def decided() -> list[tuple]:
+        return [
+            (action, old)
+            for alias, action, old, _, actor, _ in ledger()
+            if alias == "challenger" and action in ("promote", "retire")
+            and "covertype_collect" in actor
+        ]  # fmt: skip
+
+    margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])
+    window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
+    with contextlib.suppress(AssertionError):  # the ledger is printed either way
+        wait_for(decided, 3 * window + 120, "a challenger decided by a collection run")
+    moves = ledger()
     with sqlite3.connect(stack.home / "cover_type.db") as db:
-        moves = db.execute(
-            "SELECT alias, action, from_version, to_version, actor, reason FROM releases "
-            "ORDER BY id"
-        ).fetchall()
         shadowed = dict(db.execute(
             "SELECT challenger_version, COUNT(*) FROM shadow_predictions "
             "WHERE challenger_cover_type IS NOT NULL GROUP BY challenger_version"
@@ -671,17 +689,9 @@ def test_challengers_were_shadowed_then_decided_by_the_next_batch(stack):
     for move in moves:
         print("  ", move)
     print(f"shadow answers by challenger version: {shadowed}")
-    named = [new for alias, action, _, new, _, _ in moves if action == "challenge"]
-    decided = [
-        (action, old)
-        for alias, action, old, _, actor, _ in moves
-        if alias == "challenger"
-        and action in ("promote", "retire")
-        and "covertype_collect" in actor
-    ]
-    assert named, moves
-    assert decided, moves
-    assert any(old in shadowed for _, old in decided), (decided, shadowed)
+    assert [new for _, action, _, new, _, _ in moves if action == "challenge"], moves
+    assert decided(), moves
+    assert any(old in shadowed for _, old in decided()), (decided(), shadowed)
 
 
 def test_down_stops_every_process(stack, tmp_path):
