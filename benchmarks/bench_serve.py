@@ -20,6 +20,11 @@ wrk (a C load generator; Locust would compete for the 2 cores) for `--duration` 
   (d0) (d) with COVERTYPE_PREDICTION_LOG=off;
   (dk) the same with API keys on (three keys configured, wrk sending the last one as
       X-API-Key): (dk) must keep ≥ 95% of (d)'s req/s;
+  (ds10), (ds100) (d) with a challenger predicting 10 % and 100 % of the requests in shadow
+      (benchmarks/serve_shadow.py: a copy of the same version under an alias of the run;
+      (d), whose challenger alias points nowhere, is shadow off): (ds10)'s req/s ≥ 85 % of
+      (d)'s, its p50 within ±10 % of (d)'s (at 8 connections and at the fixed rate below);
+      the shadow's records, dropped requests and rows written from /metrics and the data DB;
   (e) the lean path (benchmarks/lean_app.py): FastAPI, a plain pydantic record → the NumPy
       row → LightGBM's one-row C API with one thread, nothing else (no prediction log,
       metrics, keys, request ids): the model-bound ceiling of this machine, (d) ≥ 90% of it;
@@ -34,7 +39,8 @@ After the rounds, every server again under an open-loop load at a fixed arrival 
 (d) p99 ≤ 10 ms there with the cheap model. Each point reports the server's CPU per request
 (all its processes) and wrk's; `--py-spy PATH` profiles a worker of each at 8 connections.
 (c) and (d) are also loaded with /predict/batch of 1,000 records at 2 connections
-(`--batch-seconds`), in rows/s. `--servers c,c0` measures only some of them; `--rounds 3`
+(`--batch-seconds`), in rows/s. `--fixed-rounds N` repeats the open-loop runs, interleaved.
+`--servers c,c0` measures only some of them; `--rounds 3`
 measures them three times, interleaved, and checks each one's median (a shared machine's
 noise between two runs of the same server was ±15% here, more than the log costs).
 
@@ -80,6 +86,7 @@ import numpy as np
 import psutil
 from pydantic import create_model
 
+import serve_shadow
 from covertype import dataset, db, ingest, processes, schema
 from covertype.settings import Settings
 
@@ -269,7 +276,8 @@ def measure_batch(server: Server, bodies: list[str], args, tmp: Path) -> Point:
     return Point(server.name, 2, rps * 1000, p50, p99, errors)
 
 
-def measure(server: Server, path: str, bodies: list[str], args, tmp: Path) -> list[Point]:
+def measure(server: Server, path: str, bodies: list[str], args, tmp: Path,
+            probe: serve_shadow.Probe | None = None) -> list[Point]:  # fmt: skip
     say(f"{server.name}: warm-up {args.warmup}s")
     wrk(server.url, path, bodies, 8, args.warmup, tmp, server.headers)
     points = []
@@ -277,6 +285,8 @@ def measure(server: Server, path: str, bodies: list[str], args, tmp: Path) -> li
         profiler = profile(server, args) if c == 8 and args.py_spy else None
         cpu_before = server.cpu_seconds()
         wrk_before = children_cpu()
+        if probe is not None:
+            probe.before(c)
         rps, p50, p99, errors = wrk(server.url, path, bodies, c, args.duration, tmp, server.headers)
         if profiler is not None:
             profiler.wait()
@@ -288,6 +298,8 @@ def measure(server: Server, path: str, bodies: list[str], args, tmp: Path) -> li
             f"{p99:.2f} ms; CPU per request: server {server_us:.0f} µs, wrk {client_us:.0f} µs"
         )
         points.append(Point(server.name, c, rps, p50, p99, errors, server_us, client_us))
+        if probe is not None:
+            probe.after(points[-1])
     return points
 
 
@@ -556,8 +568,9 @@ def main() -> None:
     parser.add_argument("--connections", default="1,8,32", help="comma-separated")
     parser.add_argument(
         "--servers",
-        default="a,b,c,c0,d,dk,e,p1,p2",
-        help="which of (a), (b), (c), (c0), (d), (d0), (dk), (e), (e1), (p1), (p2) to measure",
+        default="a,b,c,c0,d,dk,ds10,ds100,e,p1,p2",
+        help="which of (a), (b), (c), (c0), (d), (d0), (dk), (ds10), (ds100), (e), (e1), "
+        "(p1), (p2) to measure",
     )
     parser.add_argument("--rows", type=int, default=90_000, help="rows stored to train on")
     parser.add_argument(
@@ -578,6 +591,12 @@ def main() -> None:
         type=int,
         default=20,
         help="seconds of open-loop load at a fixed rate per server (0: none)",
+    )
+    parser.add_argument(
+        "--fixed-rounds",
+        type=int,
+        default=1,
+        help="open-loop runs of each server, interleaved (the shadow cases' medians)",
     )
     parser.add_argument(
         "--rate",
@@ -619,6 +638,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     servers: list[Server] = []
+    challenger: serve_shadow.Challenger | None = None
     try:
         uri, name, version, scratch = prepare_model(args, tmp, frame)
         if scratch:
@@ -683,7 +703,10 @@ def main() -> None:
             Run(
                 "(d) covertype serve /predict, served path",
                 ported(covertype),
-                serve_env | {"COVERTYPE_HOME": str(tmp / "serve-home-d")},
+                serve_env | {
+                    "COVERTYPE_HOME": str(tmp / "serve-home-d"),
+                    "COVERTYPE_CHALLENGER_ALIAS": serve_shadow.NO_CHALLENGER,  # shadow off
+                },
                 "/ready", "/predict", ours_bodies,
             ),
             Run(
@@ -716,6 +739,23 @@ def main() -> None:
             ),
         ]  # fmt: skip
         wanted = {f"({key})" for key in args.servers.split(",")}
+        if wanted & serve_shadow.CASES.keys():  # (d) beside them: shadow off, their anchor
+            wanted.add(serve_shadow.ANCHOR)
+            challenger = serve_shadow.name_challenger(uri, name, version, scratch is not None)
+            say(f"challenger: version {challenger.version} as @{challenger.alias}")
+            runs += [
+                Run(
+                    f"{case} covertype serve /predict, served path, shadow {share:.0%}",
+                    ported(covertype),
+                    serve_env | {
+                        "COVERTYPE_HOME": str(tmp / "serve-home-shadow"),
+                        "COVERTYPE_CHALLENGER_ALIAS": challenger.alias,
+                        "COVERTYPE_SHADOW_SHARE": str(share),
+                    },
+                    "/ready", "/predict", ours_bodies,
+                )
+                for case, share in serve_shadow.CASES.items()
+            ]  # fmt: skip
         if wanted & {"(p1)", "(p2)"}:
             runs += peer_runs(args, wanted, tmp, model_dir, fast, records)
         if args.access_log:
@@ -725,11 +765,13 @@ def main() -> None:
 
             alias = "bench-" + uuid.uuid4().hex[:6]
             MlflowClient(uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
-            for run in runs[2:7]:
-                run.env["COVERTYPE_MODEL_ALIAS"] = alias
+            for run in runs:
+                if "COVERTYPE_MODEL_ALIAS" in run.env:  # every covertype serve
+                    run.env["COVERTYPE_MODEL_ALIAS"] = alias
         points: list[Point] = []
         batches: list[Point] = []  # rps in rows/s
         fixed: list[Fixed] = []
+        shadow_points: list[serve_shadow.ShadowPoint] = []
         ready_s: dict[str, list[float]] = {}
         chosen = [run for run in runs if run.key in wanted]
 
@@ -740,23 +782,32 @@ def main() -> None:
             servers.append(server)
             begun = time.perf_counter()
             server.start(run.ready)
+            if run.key in serve_shadow.CASES:  # measured once every worker shadows
+                serve_shadow.wait_for_challenger(server.url, challenger, args.workers)
             ready_s.setdefault(run.key, []).append(time.perf_counter() - begun)
             return server
 
+        shadowing = bool(wanted & serve_shadow.CASES.keys())
         for run in chosen * args.rounds:
             server = started(run)
+            probe = None
+            if shadowing and run.key in (serve_shadow.ANCHOR, *serve_shadow.CASES):
+                data_db = Settings.from_env(os.environ | run.env).data_db
+                probe = serve_shadow.Probe(run.key, server.url, data_db, args.duration)
             try:
-                points += measure(server, run.path, run.bodies, args, tmp)
+                points += measure(server, run.path, run.bodies, args, tmp, probe)
                 if run.key in ("(c)", "(d)") and args.batch_seconds:
                     batches.append(measure_batch(server, batch_bodies, args, tmp))
             finally:
                 server.stop()
+            if probe is not None:  # the prediction log flushed at the stop
+                shadow_points += probe.finish()
         if args.fixed_seconds:
             # The fixed arrival rate every server sustains: half the slowest one's maximum.
             at8 = medians_at_8(points)
             rate = args.rate or 0.5 * min(p.rps for p in at8.values())
             say(f"fixed-rate load: {rate:,.0f} req/s (open loop), {args.fixed_seconds}s each")
-            for run in chosen:
+            for run in chosen * args.fixed_rounds:
                 server = started(run)
                 try:
                     wrk(server.url, run.path, run.bodies, 8, args.warmup, tmp, server.headers)
@@ -767,11 +818,21 @@ def main() -> None:
                 finally:
                     server.stop()
     finally:
+        if challenger is not None:  # while the registry still runs (a scratch one stops next)
+            try:
+                serve_shadow.forget_challenger(uri, name, challenger, scratch is not None)
+            except Exception as error:
+                say(f"could not remove @{challenger.alias}: {error}")
         for server in servers:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     report(points, batches, fixed, ready_s, args, timing, model_kind, load_before, version)
+    serve_shadow.report(shadow_points, fixed, args.workers)
+    if args.json and shadow_points:
+        saved = json.loads(Path(args.json).read_text())
+        saved["shadow"] = [asdict(p) for p in shadow_points]
+        Path(args.json).write_text(json.dumps(saved, indent=1))
 
 
 def budget_checks(at8: dict[str, Point], fixed: list[Fixed], args) -> None:
