@@ -358,8 +358,11 @@ def test_a_forced_bad_champion_is_rolled_back_without_a_failed_prediction(
         # The next collected batch's review (the collection DAG's review_release).
         margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])
         window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
+        # CI once saw that collection run end 203 s after the promotion (the suite beside it).
         stack.wait(
-            lambda: ledger_moves(stack)[-1][2] == "automatic_rollback", 2 * window + 90,
+            lambda: [m for m in ledger_moves(stack) if m[1] == "champion"][-1][2]
+            == "automatic_rollback",
+            4 * window + 180,
             "an automatic rollback",
         )  # fmt: skip
         rolled_back = time.time()
@@ -595,7 +598,12 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
         one collected while a test above had MLflow down, whose report can only say why it
         was not made (or, when the collection's report gave up, is made by nobody)."""
         numbers = sorted({batch for batch, _ in seen})
-        missing = set(range(numbers[0], numbers[-1] + 1)) - set(numbers) if numbers else set()
+        with sqlite3.connect(stack.home / "cover_type.db") as db:
+            # A batch the source served while a test had killed the scheduler mid-collect
+            # was never stored: it has no report to make.
+            stored = {b for (b,) in db.execute("SELECT DISTINCT batch_number FROM cover_type")}
+        span = set(range(numbers[0], numbers[-1] + 1)) & stored if numbers else set()
+        missing = span - set(numbers)
         return numbers, missing, stack.batches_collected_during(stack.mlflow_outages)
 
     def enough() -> bool:
@@ -678,7 +686,7 @@ def test_challengers_were_shadowed_then_decided_by_the_next_batch(stack):
     margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])
     window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
     with contextlib.suppress(AssertionError):  # the ledger is printed either way
-        wait_for(decided, 3 * window + 120, "a challenger decided by a collection run")
+        wait_for(decided, 5 * window + 180, "a challenger decided by a collection run")
     moves = ledger()
     with sqlite3.connect(stack.home / "cover_type.db") as db:
         shadowed = dict(db.execute(
