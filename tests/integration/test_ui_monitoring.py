@@ -48,16 +48,21 @@ def test_the_monitoring_tab_says_what_is_missing_without_a_champion_or_mlflow(
     assert any(i.startswith("No release move yet: the ledger records") for i in infos)
 
 
-def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(
-    monkeypatch, tmp_path, mlflow_server, champion
-):
-    monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+def monitoring_tab(monkeypatch, home, mlflow_url: str, champion: dict):
+    """The UI run once against this home and MLflow; its Monitoring tab."""
+    monkeypatch.setenv("COVERTYPE_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
     monkeypatch.setenv("COVERTYPE_MODEL_NAME", champion["model_name"])
     app = AppTest.from_file(ui_app.__file__, default_timeout=60)
     app.run()
     assert not app.exception
-    tab = app.tabs[3]
+    return app.tabs[3]
+
+
+def test_the_monitoring_tab_draws_the_champion_history_from_mlflow(
+    monkeypatch, tmp_path, mlflow_server, champion
+):
+    tab = monitoring_tab(monkeypatch, tmp_path / "home", mlflow_server.url, champion)
     assert not [w.value for w in tab.warning if "MLflow" in w.value]
     assert tab.get("vega_lite_chart")  # the champion history
     assert any(f"v{champion['version']} lightgbm" in c.value for c in tab.caption)
@@ -133,13 +138,7 @@ def test_the_monitoring_tab_draws_the_release_timeline_and_the_ledger(
     monkeypatch, tmp_path, mlflow_server, champion
 ):
     release_history(tmp_path / "home", champion["model_name"])
-    monkeypatch.setenv("COVERTYPE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
-    monkeypatch.setenv("COVERTYPE_MODEL_NAME", champion["model_name"])
-    app = AppTest.from_file(ui_app.__file__, default_timeout=60)
-    app.run()
-    assert not app.exception
-    tab = app.tabs[3]
+    tab = monitoring_tab(monkeypatch, tmp_path / "home", mlflow_server.url, champion)
     warnings = [w.value for w in tab.warning]
     assert not [w for w in warnings if "data DB" in w or "MLflow" in w], warnings
     periods = chart_data(tab, "Releases: ")[0]  # the aliases' bars

@@ -36,9 +36,13 @@ class Review:
         self.settings, self.client, self.engine, self.actor = settings, client, engine, actor
         self.name = settings.mlflow.model_name
         self._models: dict[str, object] = {}
+        self._versions: dict[str, object] = {}
 
     def version(self, number: str):
-        return self.client.get_model_version(self.name, number)
+        """The registry's ModelVersion, asked once per review (its tags are read thrice)."""
+        if number not in self._versions:
+            self._versions[number] = self.client.get_model_version(self.name, number)
+        return self._versions[number]
 
     def predict(self, number: str, X: pd.DataFrame):
         import mlflow
