@@ -309,6 +309,30 @@ def test_a_promoted_challenger_answers_as_champion_and_is_no_longer_shadowed(
     assert sample(counted, "covertype_challenger_version", **gauge) == 0
 
 
+def test_the_api_gathers_the_shadowed_requests_as_its_settings_say(serve, registry, check_records):
+    champion, challenger = registry.versions["lightgbm"], registry.versions["extra_trees"]
+    gather = {"COVERTYPE_SHADOW_GATHER_RECORDS": "5", "COVERTYPE_SHADOW_GATHER_SECONDS": "60"}
+    _, server = serve_pair(
+        serve, registry, champion, challenger, COVERTYPE_SERVE_WORKERS="1", **gather
+    )
+    wait_for(lambda: challenger_shown(server.url), 60, "the challenger loaded")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for record in check_records[:4]:
+            assert client.post("/predict", json=record).status_code == 200
+        time.sleep(0.5)  # time to predict them; the gathering holds them (60 s)
+        waiting = challenger_shown(server.url)["shadow"]
+        assert (waiting["records"], waiting["queued_requests"]) == (0, 4)
+        assert client.post("/predict", json=check_records[4]).status_code == 200
+    done = wait_for(
+        lambda: (s := challenger_shown(server.url)["shadow"])["records"] == 5 and s,
+        30,
+        "the five records predicted",
+    )
+    assert done["queued_requests"] == 0 and done["errors"] == 0
+    counted = metric_samples(server.url)
+    assert sample(counted, "covertype_shadow_predict_seconds_count", role="challenger") == 5
+
+
 # ---------------------------------------------------------------- a challenger that fails
 
 

@@ -26,7 +26,7 @@ from covertype.serve import create_app
 from covertype.serve.metrics import Metrics
 from covertype.serve.predictors import records_frame
 from covertype.serve.release_gauges import ReleaseGauges
-from covertype.settings import Settings
+from covertype.settings import Settings, SettingsError
 from covertype.train import fit_pipeline
 from tests.support.data import records_of
 from tests.support.servers import wait_for
@@ -69,6 +69,7 @@ def settings_for(tmp_path, **env) -> Settings:
         "COVERTYPE_HOME": tmp_path,
         "COVERTYPE_MODEL_NAME": "covertype-shadow",
         "COVERTYPE_PREDICTION_LOG_FLUSH_SECONDS": 0.05,
+        "COVERTYPE_SHADOW_GATHER_SECONDS": 0.2,  # the gathering's own tests set theirs
     }
     return Settings.from_env(base | env)
 
@@ -415,3 +416,173 @@ def test_a_shadow_job_for_a_challenger_that_answers_too_few_classes_is_an_error(
         wait_for(lambda: shadow_figures(client)["errors"] == 10, 30, "the shadow thread")
     shadows = table(tmp_path, "shadow_predictions")
     assert {r["error"] for r in shadows} == {"ValueError: 9 classes for 10 records"}
+
+
+# ---------------------------------------------------------------- gathering
+
+
+class Recording:
+    """A challenger that notes each predict it is asked for, (method, Elevation of each
+    record), in order, and raises on the records whose Elevation is in `poison`."""
+
+    poison: frozenset[int] = frozenset()
+
+    def __init__(self, predictor):
+        self.predictor, self.kind = predictor, predictor.kind
+        self.calls: list[tuple[str, list[int]]] = []
+
+    def classify_one(self, record):
+        self.calls.append(("one", [record["Elevation"]]))
+        if record["Elevation"] in self.poison:
+            raise RuntimeError("a record it cannot take")
+        return self.predictor.classify_one(record)
+
+    def classify_many(self, records):
+        self.calls.append(("many", [r["Elevation"] for r in records]))
+        if any(r["Elevation"] in self.poison for r in records):
+            raise RuntimeError("a record it cannot take")
+        return self.predictor.classify_many(records)
+
+
+def recorded_calls(app) -> list[tuple[str, list[int]]]:
+    return app.state.challenger.current.predictor.calls
+
+
+def distinct(records: list[dict], n: int) -> list[dict]:
+    """`n` records of distinct Elevations (each predict's record told apart by it)."""
+    seen: dict[int, dict] = {}
+    for record in records:
+        seen.setdefault(record["Elevation"], record)
+    assert len(seen) >= n
+    return list(seen.values())[:n]
+
+
+def test_requests_wait_until_n_records_are_queued_then_are_predicted_one_after_the_other(
+    tmp_path, champion, challenger, records
+):
+    rows = distinct(records, 13)
+    singles, batch = rows[:7], rows[7:13]
+    gather = {"COVERTYPE_SHADOW_GATHER_RECORDS": 10, "COVERTYPE_SHADOW_GATHER_SECONDS": 60}
+    app = app_for(tmp_path, champion, challenger, wrap=Recording, **gather)
+    with TestClient(app) as client:
+        for k, record in enumerate(singles):
+            client.post("/predict", json=record, headers={"X-Request-ID": f"one-{k}"})
+        time.sleep(0.5)  # the thread had time to predict; the gathering holds them (60 s)
+        waiting = shadow_figures(client)
+        assert (waiting["records"], waiting["queued_requests"]) == (0, 7)
+        assert recorded_calls(app) == []
+        # 13 records: more than 10, in whole requests.
+        client.post("/predict/batch", json=batch, headers={"X-Request-ID": "many"})
+        done = wait_for(lambda: (f := shadow_figures(client))["records"] == 13 and f, 30,
+                        "the gathered requests predicted")  # fmt: skip
+        assert done["queued_requests"] == 0 and done["errors"] == 0
+        calls = recorded_calls(app)
+    elevations = [r["Elevation"] for r in rows]
+    # The first records once untimed (the trees into cache), then each request as the
+    # champion predicted it: a single-row predict each, the batch's records in one.
+    warm_up = [("one", [e]) for e in elevations[:4]]
+    assert calls == warm_up + [("one", [e]) for e in elevations[:7]] + [("many", elevations[7:])]
+    shadows = table(tmp_path, "shadow_predictions")
+    assert [r["request_id"] for r in shadows] == [f"one-{k}" for k in range(7)] + ["many"] * 6
+    assert [r["challenger_cover_type"] for r in shadows] == expected(challenger, rows)
+    assert [r["champion_cover_type"] for r in shadows] == expected(champion, rows)
+
+
+def test_a_trickle_below_n_records_is_predicted_once_the_time_limit_passed(
+    tmp_path, champion, challenger, records
+):
+    # 64 records by default: three requests wait for the time limit.
+    app = app_for(tmp_path, champion, challenger, wrap=Recording, COVERTYPE_SHADOW_GATHER_SECONDS=3)
+    with TestClient(app) as client:
+        first_sent = time.monotonic()
+        for record in records[:3]:
+            assert client.post("/predict", json=record).status_code == 200
+        wait_for(lambda: shadow_figures(client)["records"] == 3, 30, "the trickle predicted")
+        predicted = time.monotonic()
+        calls = recorded_calls(app)
+    # Not before the time limit since the first was queued, and not one at a time: the
+    # three gathered (three warm-up predicts, then one each).
+    assert predicted - first_sent >= 3.0
+    elevations = [[r["Elevation"]] for r in records[:3]]
+    assert calls == [("one", e) for e in elevations] * 2
+    assert len(table(tmp_path, "shadow_predictions")) == 3
+
+
+def test_a_full_queue_is_predicted_at_once_instead_of_waiting_and_dropping(
+    tmp_path, champion, challenger, records
+):
+    full = {"COVERTYPE_SHADOW_QUEUE": 3, "COVERTYPE_SHADOW_GATHER_SECONDS": 60}
+    app = app_for(tmp_path, champion, challenger, **full)
+    with TestClient(app) as client:
+        for record in records[:3]:
+            assert client.post("/predict", json=record).status_code == 200
+        # 3 records, far below 64, long before 60 s: the queue is full, waiting only drops.
+        wait_for(lambda: shadow_figures(client)["records"] == 3, 30, "the full queue predicted")
+        assert shadow_figures(client)["dropped_requests"] == 0
+
+
+def test_stopping_predicts_and_records_what_is_queued_without_waiting_for_the_gathering(
+    tmp_path, champion, challenger, records
+):
+    app = app_for(tmp_path, champion, challenger, COVERTYPE_SHADOW_GATHER_SECONDS=60)
+    with TestClient(app) as client:
+        for k, record in enumerate(records[:5]):
+            client.post("/predict", json=record, headers={"X-Request-ID": f"r{k}"})
+        assert shadow_figures(client)["queued_requests"] == 5
+    # The stop waits 5 s at most for the shadow thread: had it waited for the gathering
+    # (60 s), the rows would have missed the prediction log's last flush.
+    shadows = table(tmp_path, "shadow_predictions")
+    assert [r["request_id"] for r in shadows] == [f"r{k}" for k in range(5)]
+    assert [r["challenger_cover_type"] for r in shadows] == expected(challenger, records[:5])
+
+
+def test_a_request_the_challenger_fails_loses_none_of_the_gathered_others_rows(
+    tmp_path, champion, challenger, records
+):
+    rows = distinct(records, 12)
+    bad = rows[0]["Elevation"]  # the first: its warm-up predict fails too
+
+    class Picky(Recording):
+        poison = frozenset({bad})
+
+    gather = {"COVERTYPE_SHADOW_GATHER_RECORDS": 13, "COVERTYPE_SHADOW_GATHER_SECONDS": 60}
+    app = app_for(tmp_path, champion, challenger, wrap=Picky, **gather)
+    with TestClient(app) as client:
+        for k, record in enumerate(rows[:6]):
+            client.post("/predict", json=record, headers={"X-Request-ID": f"one-{k}"})
+        # A batch holding the bad record fails as one predict; the requests around it do not.
+        client.post("/predict/batch", json=[rows[6], rows[0]], headers={"X-Request-ID": "bad"})
+        for k, record in enumerate(rows[7:12], 7):
+            client.post("/predict", json=record, headers={"X-Request-ID": f"one-{k}"})
+        figures = wait_for(lambda: (f := shadow_figures(client))["records"] == 13 and f, 30,
+                           "the gathered requests predicted")  # fmt: skip
+    assert figures["errors"] == 3
+    shadows = table(tmp_path, "shadow_predictions")
+    ids = [f"one-{k}" for k in range(6)] + ["bad", "bad"] + [f"one-{k}" for k in range(7, 12)]
+    assert [r["request_id"] for r in shadows] == ids
+    failed = {"RuntimeError: a record it cannot take"}
+    assert {shadows[k]["error"] for k in (0, 6, 7)} == failed
+    fine = [r for k, r in enumerate(shadows) if k not in (0, 6, 7)]
+    assert {r["error"] for r in fine} == {None} and len(fine) == 10
+    good = rows[1:6] + rows[7:12]
+    assert [r["challenger_cover_type"] for r in fine] == expected(challenger, good)
+    assert all(r["challenger_predict_us"] > 0 for r in fine)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("COVERTYPE_SHADOW_GATHER_RECORDS", "0", "greater than or equal to 1"),
+        ("COVERTYPE_SHADOW_GATHER_RECORDS", "20000", "less than or equal to 10000"),
+        ("COVERTYPE_SHADOW_GATHER_RECORDS", "many", "valid integer"),
+        ("COVERTYPE_SHADOW_GATHER_SECONDS", "-1", "greater than or equal to 0"),
+        ("COVERTYPE_SHADOW_GATHER_SECONDS", "61", "less than or equal to 60"),
+    ],
+)
+def test_gathering_settings_out_of_range_are_refused_naming_the_variable(
+    tmp_path, variable, value, allowed
+):
+    with pytest.raises(SettingsError) as refused:
+        settings_for(tmp_path, **{variable: value})
+    assert f"{variable}='{value}'" in str(refused.value)
+    assert allowed in str(refused.value)

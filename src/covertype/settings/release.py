@@ -34,6 +34,22 @@ class ReleaseSettings(Group):
         "requests waiting for the challenger's prediction; more are not shadowed (and counted)",
         ge=1,
     )
+    shadow_gather_records: int = setting(
+        64,
+        "COVERTYPE_SHADOW_GATHER_RECORDS",
+        "records the shadow thread gathers before it predicts them with the challenger, one "
+        "request after the other (1 to 10000; 1: each request as it comes)",
+        ge=1,
+        le=10_000,
+    )
+    shadow_gather_seconds: float = setting(
+        2.0,
+        "COVERTYPE_SHADOW_GATHER_SECONDS",
+        "longest wait of a queued request for the gathering: fewer records are predicted "
+        "this long after the first was queued (0 to 60 seconds; 0: no wait)",
+        ge=0,
+        le=60,
+    )
     f1_tolerance: float = setting(
         0.005,
         "COVERTYPE_RELEASE_F1_TOLERANCE",
