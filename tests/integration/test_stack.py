@@ -110,6 +110,13 @@ class Stack:
         return dotenv_values(logins.secrets_file(self.home))
 
     @property
+    def collection_window(self) -> int:
+        """Seconds between two collection runs: a batch plus `up --fast`'s margin."""
+        return int(self.env["COVERTYPE_BATCH_SECONDS"]) + int(
+            FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"]
+        )
+
+    @property
     def keyed(self) -> dict[str, str]:
         return {"X-API-Key": self.secrets["COVERTYPE_API_KEY"]}
 
@@ -356,8 +363,7 @@ def test_a_forced_bad_champion_is_rolled_back_without_a_failed_prediction(
         stack.wait(lambda: serving() == bad.version, 30, f"v{bad.version} served")
         forced = time.time()
         # The next collected batch's review (the collection DAG's review_release).
-        margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])
-        window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
+        window = stack.collection_window
         # CI once saw that collection run end 203 s after the promotion (the suite beside it).
         stack.wait(
             lambda: [m for m in ledger_moves(stack) if m[1] == "champion"][-1][2]
@@ -616,8 +622,7 @@ def test_monitoring_tab_shows_the_wilderness_drift(stack, tmp_path):
     # the first champion have no report (CI once saw its first champion after batch 3), so
     # up to three windows more for the later ones. A screenshot either way; the assertion
     # follows it.
-    margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])  # `up --fast`'s
-    window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
+    window = stack.collection_window
     with contextlib.suppress(AssertionError):
         wait_for(enough, 8 * window + 30, "a drifted batch among three reported")
     seen = reports()
@@ -683,8 +688,7 @@ def test_challengers_were_shadowed_then_decided_by_the_next_batch(stack):
             and "covertype_collect" in actor
         ]  # fmt: skip
 
-    margin = int(FAST["COVERTYPE_COLLECT_MARGIN_SECONDS"])
-    window = int(stack.env["COVERTYPE_BATCH_SECONDS"]) + margin
+    window = stack.collection_window
     with contextlib.suppress(AssertionError):  # the ledger is printed either way
         wait_for(decided, 5 * window + 180, "a challenger decided by a collection run")
     moves = ledger()
